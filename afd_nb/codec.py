@@ -58,7 +58,7 @@ class PixelCodec(torch.nn.Module):
         return tuple(s * f for s, f in zip(_fhw(latent_shape, 'latent shape'), self.stride))
 
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
-        "Pixels `[B, 3, F, H, W]` -> latents `[B, 3*ft*fh*fw, F/ft, H/fh, W/fw]` (a view-free rearrangement)."
+        "Pixels `[B, 3, F, H, W]` -> latents `[B, 3*ft*fh*fw, F/ft, H/fh, W/fw]` (a pure rearrangement: a copy, no arithmetic)."
         _check_video(pixels, self.channels, 'pixels')
         B, C = pixels.shape[:2]
         _, F, H, W = self.latent_shape(pixels.shape[2:])
