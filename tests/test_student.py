@@ -1,0 +1,228 @@
+"The causal student (afd_nb.student), its adapters (afd_nb.adapters) and checkpoints (afd_nb.checkpoints)."
+import copy
+import pytest, torch
+from diffusers import WanTransformer3DModel
+from afd_nb import student as S
+from afd_nb.student import (CausalWan, block_causal_mask, load_student, save_student, segment_plan,
+                            teacher_forcing_layout, history_layout, get_preset)
+from afd_nb.adapters import adapter_parameters, save_adapter, load_adapter
+from afd_nb.checkpoints import (CheckpointMismatch, diffusers_to_original, original_to_diffusers, read_checkpoint,
+                                load_transformer_weights)
+
+CFG = dict(patch_size=(1, 1, 1), num_attention_heads=4, attention_head_dim=32, in_channels=96, out_channels=96,
+           text_dim=64, freq_dim=256, ffn_dim=512, num_layers=2, cross_attn_norm=True,
+           qk_norm='rms_norm_across_heads', eps=1e-6, rope_max_seq_len=32)
+B, F, HW = 2, 6, (4, 4)
+
+
+def rel(a, b): return ((a - b).norm() / b.norm()).item()
+
+
+@pytest.fixture(scope='module')
+def plain():
+    torch.manual_seed(0)
+    return WanTransformer3DModel(**CFG).eval()
+
+
+@pytest.fixture(scope='module')
+def cw(plain):
+    return CausalWan(copy.deepcopy(plain), block_size=2, num_frames=F, latent_hw=HW).eval()
+
+
+@pytest.fixture(scope='module')
+def data():
+    g = torch.Generator().manual_seed(1)
+    return dict(x=torch.randn(B, 96, F, *HW, generator=g), clean=torch.randn(B, 96, F, *HW, generator=g),
+                text=torch.randn(B, 16, 64, generator=g), mask=torch.arange(16)[None] < torch.tensor([[16], [9]]))
+
+
+@pytest.mark.parametrize('attention', ['blocks', 'mask'])
+def test_one_block_is_the_plain_forward(plain, cw, data, attention):
+    t = torch.tensor([0.9, 0.35])
+    with torch.no_grad():
+        ref = plain(data['x'], 1000 * t, data['text']).sample
+        v = cw.velocity(data['x'], t, data['clean'], data['text'], block_size=F, attention=attention)
+    assert rel(v, ref) < 1e-5
+
+
+def test_plain_forward_unchanged_by_processors(plain, cw, data):
+    with torch.no_grad():
+        a = plain(data['x'], torch.tensor([10., 990.]), data['text']).sample
+        b = cw.transformer(data['x'], torch.tensor([10., 990.]), data['text']).sample
+    assert rel(b, a) < 1e-5
+
+
+@pytest.mark.parametrize('bs', [1, 2, 4])
+def test_causality(cw, data, bs):
+    x, clean, text = data['x'], data['clean'], data['text']
+    K = -(-F // bs)
+    t = torch.rand(B, K, generator=torch.Generator().manual_seed(bs))
+    with torch.no_grad():
+        v = cw.velocity(x, t, clean, text, block_size=bs)
+        for j in range(K):
+            f0, f1 = j * bs, min(F, (j + 1) * bs)
+            c2 = clean.clone(); c2[:, :, f0:f1] += 1
+            d = (cw.velocity(x, t, c2, text, block_size=bs) - v).abs().amax((0, 1, 3, 4))
+            assert d[:f1].max() == 0                      # chunks <= j never see clean chunk j
+            if f1 < F: assert d[f1:].min() > 0            # later chunks do
+            x2 = x.clone(); x2[:, :, f0:f1] += 1
+            d = (cw.velocity(x2, t, clean, text, block_size=bs) - v).abs().amax((0, 1, 3, 4))
+            assert (d[:f0] == 0).all() and (d[f1:] == 0).all() and d[f0:f1].min() > 0
+
+
+def test_block_sparse_equals_mask_with_gradients(cw, data):
+    t = torch.rand(B, F)  # per frame
+    outs = {}
+    for attention in ('blocks', 'mask'):
+        cw.zero_grad()
+        v = cw.velocity(data['x'], t, data['clean'], data['text'], data['mask'], attention=attention)
+        v.square().mean().backward()
+        outs[attention] = (v.detach(), [p.grad.clone() for p in cw.parameters()])
+    assert rel(outs['blocks'][0], outs['mask'][0]) < 1e-5
+    assert max(rel(a, b) for a, b in zip(outs['blocks'][1], outs['mask'][1])) < 1e-4
+    cw.zero_grad()
+
+
+def test_gradient_checkpointing_same_gradients(plain, data):
+    grads = []
+    for ckpt in (False, True):
+        m = CausalWan(copy.deepcopy(plain), block_size=2, num_frames=F, latent_hw=HW)
+        if ckpt: m.transformer.enable_gradient_checkpointing()
+        m.velocity(data['x'], 0.5, data['clean'], data['text']).square().mean().backward()
+        grads.append([p.grad for p in m.parameters()])
+    assert max(rel(a, b) for a, b in zip(*grads)) < 1e-5
+
+
+def test_mask_cache_is_keyed_by_layout():
+    a, b = teacher_forcing_layout(6, 2), history_layout(2, 6, 2)
+    assert block_causal_mask(a, 4) is block_causal_mask(a, 4)
+    assert block_causal_mask(a, 4) is not block_causal_mask(a, 2) and block_causal_mask(b, 4).shape == (24, 24)
+    # the plan and the mask say the same thing
+    m, p = block_causal_mask(a, 1), segment_plan(a, 1)
+    starts = [0]
+    for s in p.sizes: starts.append(starts[-1] + s)
+    for i, vis in enumerate(p.visible):
+        row = m[starts[i]]
+        assert all(row[starts[j]:starts[j + 1]].all() == (j in vis) for j in range(len(p.sizes)))
+
+
+@pytest.mark.parametrize('bs', [2, 1])
+def test_kv_cache_equals_teacher_forcing(cw, data, bs):
+    rec = []
+    with torch.no_grad():
+        lat = cw.rollout(data['text'], F, torch.Generator().manual_seed(0), text_mask=data['mask'],
+                         block_size=bs, callback=rec.append)
+        errs = []
+        for j, s in enumerate(cw.sigmas):
+            r = sorted([r for r in rec if r.step == j], key=lambda r: r.block)
+            v_tf = cw.velocity(torch.cat([q.x_t for q in r], 2), s, lat, data['text'], data['mask'], block_size=bs)
+            errs += [rel(v_tf[:, :, q.block * bs:(q.block + 1) * bs], q.v) for q in r]
+    assert len(errs) == len(cw.sigmas) * F // bs and max(errs) < 1e-4
+    assert [q.cache_frames for q in rec if q.step == 0] == list(range(0, F, bs))
+
+
+def test_rollout_prefix_determinism_and_no_cache(cw, data):
+    g = lambda: torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        four = cw.rollout(data['text'], 8, g(), block_size=2)
+        two = cw.rollout(data['text'], 4, g(), block_size=2)
+        nocache = cw.rollout(data['text'], 8, g(), block_size=2, use_cache=False)
+    assert four.shape == (B, 96, 8, *HW) and not torch.isnan(four).any()
+    assert rel(two, four[:, :, :4]) < 1e-6
+    assert torch.equal(cw.rollout(data['text'], 8, g(), block_size=2), four)
+    assert rel(nocache, four) < 1e-5
+
+
+def test_bad_times_are_refused(cw, data):
+    with pytest.raises(ValueError, match='divide by 1000'): cw.velocity(data['x'], 500.0, data['clean'], data['text'])
+    with pytest.raises(ValueError, match='per chunk'): cw.velocity(data['x'], torch.rand(B, 5), data['clean'], data['text'])
+    with pytest.raises(ValueError, match='clean history'): cw.velocity(data['x'], 0.5, None, data['text'])
+
+
+def test_key_conversion_round_trip(plain):
+    sd = plain.state_dict()
+    orig = diffusers_to_original(sd)
+    assert 'blocks.0.norm3.weight' in orig and 'blocks.0.norm2.weight' not in orig   # Wan's cross-attn norm
+    assert 'blocks.1.ffn.0.weight' in orig and 'head.head.bias' in orig and 'blocks.0.modulation' in orig
+    back = original_to_diffusers(orig)
+    assert list(back) == list(sd) and all(torch.equal(back[k], sd[k]) for k in sd)
+
+
+def test_real_student_on_meta():
+    st = load_student('self_forcing', 'real', device='meta')
+    n = sum(p.numel() for p in st.transformer.parameters())
+    assert n == 1_418_996_800                      # Wan2.1-T2V-1.3B: 1.419B parameters
+    assert st.preset.sigmas == (1.0, 0.9375, 0.8333333333333334, 0.625) and st.preset.block_size == 3
+    sd = st.transformer.state_dict()
+    orig = {'model.' + k: v for k, v in diffusers_to_original(sd).items()}
+    assert list(original_to_diffusers(diffusers_to_original(sd))) == list(sd)
+    st2 = load_student('causal_forcing', 'real', checkpoint=orig, device='meta', block_size=1)
+    assert sum(p.numel() for p in st2.transformer.parameters()) == n and st2.model.block_size == 1
+
+
+def test_original_pt_file_loads_exactly(plain, tmp_path):
+    f = tmp_path/'sf.pt'
+    torch.save({'generator': {}, 'generator_ema': {'model.' + k: v for k, v in diffusers_to_original(plain.state_dict()).items()}}, f)
+    m = load_transformer_weights(WanTransformer3DModel(**CFG), read_checkpoint(f), str(f))
+    assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), m.state_dict().values()))
+    bad = diffusers_to_original(plain.state_dict())
+    del bad['blocks.1.self_attn.q.weight'], bad['blocks.1.self_attn.q.bias']
+    bad['blocks.0.gamma'] = torch.zeros(3)
+    with pytest.raises(CheckpointMismatch, match=r"missing keys: blocks.1.attn1.to_q.bias, blocks.1.attn1.to_q.weight \(2\)"):
+        load_transformer_weights(WanTransformer3DModel(**CFG), bad)
+    with pytest.raises(CheckpointMismatch, match='missing keys'):   # a 2-layer file into the 4-layer tiny preset
+        load_student('self_forcing', 'tiny', checkpoint=f, device='cpu')
+
+
+def test_load_student_errors(monkeypatch):
+    with pytest.raises(ValueError, match='self_forcing, causal_forcing'): load_student('selfforcing')
+    with pytest.raises(FileNotFoundError, match='causal_forcing_ckpt') as e:
+        load_student('causal_forcing', 'tiny', checkpoint='/no/such/file.pt', device='cpu')
+    assert '/no/such/file.pt' in str(e.value)
+    monkeypatch.setenv('AFD_SELF_FORCING_CKPT', '')
+    with pytest.raises(FileNotFoundError, match='self_forcing_ckpt'): load_student('self_forcing', 'real', device='cpu')
+
+
+def test_tiny_student_folder_and_shipped_weights(tmp_path, monkeypatch):
+    with pytest.warns(UserWarning, match='RANDOMLY INITIALISED'):
+        monkeypatch.setattr(S, 'data_samples_dir', lambda: tmp_path)
+        st = load_student('causal_forcing', 'tiny', device='cpu')
+    assert sum(p.numel() for p in st.transformer.parameters()) == 1_259_744
+    save_student(st, tmp_path/'students'/'causal_forcing')
+    shipped = load_student('causal_forcing', 'tiny', device='cpu')           # found in data_samples/students/
+    assert shipped.source.endswith('causal_forcing')
+    assert all(torch.equal(a, b) for a, b in zip(st.transformer.state_dict().values(), shipped.transformer.state_dict().values()))
+    px = shipped.sample(['a red ball'], seed=3, num_frames=3)
+    assert px.shape == (1, 3, 6, 32, 32) and px.abs().max() <= 1
+
+
+def test_lora_views_gradients_and_ema(plain, data, tmp_path):
+    st = S.Student(CausalWan(copy.deepcopy(plain), 2, (1.0, 0.5), F, HW), get_preset('self_forcing'))
+    x, clean, text = data['x'], data['clean'], data['text']
+    with torch.no_grad(): ref = st.model.velocity(x, 0.6, clean, text)
+    st.add_adapters(rank=4)
+    with torch.no_grad():
+        for v in ('default', 'old', 'ref'):
+            with st.view(v): assert torch.equal(st.model.velocity(x, 0.6, clean, text), ref)
+    opt = torch.optim.Adam(st.trainable_parameters(), lr=1e-2)
+    assert {id(p) for p in st.trainable_parameters()} == {id(p) for p in adapter_parameters(st.transformer, 'default')}
+    with st.view('old'), torch.no_grad(): v_old = st.model.velocity(x, 0.6, clean, text)
+    loss = (st.model.velocity(x, 0.6, clean, text) - v_old + 1).square().mean()
+    loss.backward(); opt.step()
+    assert all(p.grad is None for n, p in st.transformer.named_parameters() if '.default.' not in n)
+    before = [p.detach().double().clone() for p in adapter_parameters(st.transformer, 'old')]
+    new = [p.detach().double().clone() for p in adapter_parameters(st.transformer, 'default')]
+    st.ema_update(0.75)
+    after = adapter_parameters(st.transformer, 'old')
+    assert max((a.double() - (0.75 * b + 0.25 * c)).abs().max().item() for a, b, c in zip(after, before, new)) < 1e-7
+    with torch.no_grad():
+        with st.view('ref'): assert torch.equal(st.model.velocity(x, 0.6, clean, text), ref)
+        assert not torch.equal(st.model.velocity(x, 0.6, clean, text), ref)
+    # peft-format save / load round trip
+    save_adapter(st.transformer, tmp_path/'a', 'default')
+    saved = [p.detach().clone() for p in adapter_parameters(st.transformer, 'default')]
+    with torch.no_grad():
+        for p in adapter_parameters(st.transformer, 'default'): p.zero_()
+    load_adapter(st.transformer, tmp_path/'a', 'default')
+    assert all(torch.equal(a, b) for a, b in zip(adapter_parameters(st.transformer, 'default'), saved))
+    assert (tmp_path/'a'/'adapter_config.json').exists()

@@ -1,0 +1,71 @@
+#!/usr/bin/env python
+"""Benchmark of the causal student (afd_nb.student) at the tiny size; prints figures, asserts nothing.
+
+1. Rollout of 24 pixel frames (12 latent frames of 8x8, 4 steps per block): KV cache vs recomputing the clean
+   history at every step (`use_cache=False`), in one run, as a ratio; for Self-Forcing's 3-frame blocks and
+   Causal-Forcing's frame-wise blocks.
+2. Teacher-forced `velocity` for a batch of 8 tiny clips, forward + backward, with and without LoRA adapters.
+
+Timings are the minimum over `--repeat` runs (the machine is shared); CPU time is printed beside wall time.
+Usage: python tools/bench_student.py [--repeat 5] [--batch 1] [--device cpu]
+"""
+import argparse, os, time, warnings
+import torch
+from afd_nb.student import load_student
+
+
+def best(fn, repeat):
+    "Minimum wall and CPU seconds of `fn()` over `repeat` runs (after one warm-up)."
+    fn()
+    wall, cpu = [], []
+    for _ in range(repeat):
+        if torch.cuda.is_available(): torch.cuda.synchronize()
+        w, c = time.perf_counter(), time.process_time()
+        fn()
+        if torch.cuda.is_available(): torch.cuda.synchronize()
+        wall.append(time.perf_counter() - w); cpu.append(time.process_time() - c)
+    return min(wall), min(cpu)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--repeat', type=int, default=5)
+    ap.add_argument('--batch', type=int, default=1, help='prompts per rollout')
+    ap.add_argument('--device', default='cpu')
+    a = ap.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}")
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # an untrained tiny student is fine for timing
+        st = load_student('self_forcing', 'tiny', device=a.device)
+    print(st)
+    emb = torch.randn(a.batch, 32, st.transformer.config.text_dim)
+    print(f"\n1. rollout of {st.preset.num_frames} latent frames (24 pixel frames), batch {a.batch}, "
+          f"{len(st.preset.sigmas)} steps per block")
+    for bs in (3, 1):
+        run = lambda cache: st.model.rollout(emb, generator=torch.Generator().manual_seed(0), block_size=bs, use_cache=cache)
+        with torch.no_grad():
+            (wc, cc), (wn, cn) = best(lambda: run(True), a.repeat), best(lambda: run(False), a.repeat)
+        K, s = -(-st.preset.num_frames // bs), len(st.preset.sigmas)
+        bound = s * K * (K + 1) / 2 / (s * K + K - 1)
+        print(f"   block {bs}: KV cache {wc * 1e3:7.1f} ms (cpu {cc * 1e3:7.1f}), recomputed history {wn * 1e3:7.1f} ms "
+              f"(cpu {cn * 1e3:7.1f}): {wn / wc:.2f}x faster with the cache (cpu {cn / cc:.2f}x; "
+              f"token-passes ratio {bound:.2f})")
+    print("\n2. teacher-forced velocity, batch 8 tiny clips (12 latent frames, 4 blocks), forward + backward")
+    g = torch.Generator().manual_seed(0)
+    x, clean = (torch.randn(8, 96, 12, 8, 8, generator=g).to(a.device) for _ in range(2))
+    t, text = torch.rand(8, 4, generator=g), torch.randn(8, 32, st.transformer.config.text_dim, generator=g)
+    st.model.train()
+    def step():
+        st.model.velocity(x, t, clean, text).square().mean().backward()
+        st.model.zero_grad(set_to_none=True)
+    w, c = best(step, a.repeat)
+    print(f"   backbone trainable:       {w:.3f} s (cpu {c:.3f} s)")
+    st.add_adapters()
+    w, c = best(step, a.repeat)
+    print(f"   LoRA rank {st.preset.lora_rank} 'default' only: {w:.3f} s (cpu {c:.3f} s)   target < 2 s")
+    with torch.no_grad(): w, c = best(lambda: st.model.velocity(x, t, clean, text), a.repeat)
+    print(f"   forward only (no grad):   {w:.3f} s (cpu {c:.3f} s)")
+
+
+if __name__ == '__main__':
+    main()
