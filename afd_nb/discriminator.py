@@ -12,7 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['bt_loss', 'bt_accuracy', 'VideoScorer', 'PhysicsDiscriminator']
+__all__ = ['bt_loss', 'bt_accuracy', 'VideoScorer', 'PhysicsDiscriminator', 'bt_train_step', 'bt_calibration']
 
 # %% ../nbs/30_discriminator.ipynb #ba11eab7
 def bt_loss(d_teacher: torch.Tensor, d_student: torch.Tensor) -> torch.Tensor:
@@ -78,3 +78,26 @@ class PhysicsDiscriminator(VideoScorer):
         s = self.head(f).squeeze(-1)
         if text is not None: s = s + (self.text_proj(text.to(f.dtype)) * f).sum(-1)
         return s
+
+# %% ../nbs/30_discriminator.ipynb #9c5337e2
+def bt_train_step(D: VideoScorer, opt: torch.optim.Optimizer, y_teacher: torch.Tensor, y_student: torch.Tensor,
+                  prompts: list[str] | None = None, **score_kw) -> dict:
+    "One step of (E4) on a prompt-paired batch `[B, 3, F, H, W]` x 2; returns loss, accuracy and mean margin."
+    d_t, d_s = D.score(y_teacher, prompts, **score_kw), D.score(y_student, prompts, **score_kw)
+    loss = bt_loss(d_t, d_s)
+    opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+    return dict(d_loss=float(loss), d_acc=bt_accuracy(d_t, d_s), d_margin=float((d_t - d_s).mean()))
+
+# %% ../nbs/30_discriminator.ipynb #721705f9
+def bt_calibration(d_teacher: torch.Tensor, d_student: torch.Tensor, bins: int = 8, seed: int = 0) -> tuple:
+    "Randomly ordered pairs -> (mean predicted P(first is teacher), observed frequency, count) per probability bin."
+    g = torch.Generator().manual_seed(seed)
+    flip = torch.rand(len(d_teacher), generator=g) < 0.5
+    a, b = torch.where(flip, d_student, d_teacher), torch.where(flip, d_teacher, d_student)
+    p, y = torch.sigmoid(a - b), (~flip).float()
+    idx = (p * bins).long().clamp(max=bins - 1)
+    pred, obs, cnt = [], [], []
+    for k in range(bins):
+        m = idx == k
+        if m.any(): pred.append(float(p[m].mean())); obs.append(float(y[m].mean())); cnt.append(int(m.sum()))
+    return pred, obs, cnt
