@@ -1,0 +1,32 @@
+"afd_nb.evaluate: per-domain scoring of clips."
+import numpy as np, pytest
+from afd_nb.evaluate import evaluate_clips, score_clip, FOUND_FRACTION
+from afd_nb.video import Clip
+from afd_nb.world import sample_prompts, scene_from_prompt, render, physics_variant
+
+
+def _clips(domain, n, kind=None, seed=3):
+    out = []
+    for p in sample_prompts(domain, n, seed=seed):
+        sc = scene_from_prompt(p, 0)
+        out.append(Clip(render(physics_variant(sc, kind) if kind else sc, 32, 8.0, 24), 8.0, p))
+    return out
+
+
+def test_teacher_clips_score_high_and_wrong_physics_low():
+    good, bad = _clips('physics', 3), _clips('physics', 3, 'no_gravity')
+    rg, rb = evaluate_clips(good), evaluate_clips(bad)
+    assert rg.summary['physics']['physics_score']['mean'] > 0.95 and rg.summary['physics']['found']['mean'] == 1
+    assert rb.summary['physics']['physics_score']['mean'] < 0.5
+    assert set(rg.headline()) >= {'physics/physics_score', 'physics/found'}
+
+
+def test_general_domain_and_missing_object():
+    clips = _clips('general', 2)
+    res = evaluate_clips(clips)
+    assert res.summary['general']['general_score']['mean'] > 0.95 and res.summary['general']['object_ok']['mean'] == 1
+    blank = Clip(np.full_like(clips[0].frames, 255), 8.0, clips[0].prompt)   # nothing drawn
+    r = score_clip(blank)
+    assert r['found'] == 0 and r['general_score'] == 0
+    assert FOUND_FRACTION == 0.9
+    with pytest.raises(ValueError, match="2 clips but 1 prompts"): evaluate_clips(clips, prompts=clips[0].prompt[:1].split())
