@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from fastcore.basics import patch
 
 from .core import Settings, get_settings, default_device, default_dtype
 from .discriminator import VideoScorer
@@ -23,8 +24,7 @@ from .discriminator import VideoScorer
 __all__ = ['DIMS', 'REWARD_TOKENS', 'CHAT_TOKENS', 'RELEASED_NORM', 'CLIP_MEAN', 'CLIP_STD', 'LORA_TARGETS', 'DEFAULT_TEMPLATE',
            'QWEN_SYSTEM', 'TINY_PREPROCESS', 'VideoAlignPreprocess', 'chat_text', 'check_template', 'load_template',
            'fill_template', 'build_tiny_tokenizer', 'qwen2vl_2b_config', 'tiny_qwen2vl_config', 'VideoAlignRewardModel',
-           'released_to_native', 'save_pretrained', 'from_pretrained', 'tiny', 'VideoAlignMQ',
-           'VideoAlignDiscriminator']
+           'released_to_native', 'VideoAlignMQ', 'VideoAlignDiscriminator']
 
 # %% ../nbs/34_videoalign.ipynb #10a33755
 DIMS = ('VQ', 'MQ', 'TA')
@@ -247,6 +247,10 @@ class VideoAlignRewardModel(nn.Module):
         if isinstance(prompts, str) or len(prompts) != len(videos):
             raise ValueError(f"need one prompt per video: {len(videos)} videos, prompts {prompts!r}")
         pix, grids = self.video_inputs(videos.to(self.device), fps)
+        m = self.preprocess.merge_size
+        if (grids[:, 0] > grids[:, 1:].amax(1) // m).any():  # see "M-RoPE" in the notebook
+            warnings.warn("a video longer (in 2-frame steps) than its merged height/width: transformers 5.x places the "
+                          "text after it at other M-RoPE positions than the 4.45 VideoAlign was trained with")
         txt = self.text_inputs(prompts, grids)
         out = self.backbone(pixel_values_videos=pix.to(self.rm_head.weight.dtype), video_grid_thw=grids, use_cache=False, **txt)
         return self.pool(out.last_hidden_state, txt['input_ids']).float()
@@ -317,6 +321,7 @@ def _model_config_json(model: VideoAlignRewardModel) -> dict:
     if model.norm: cfg['inference_config'] = {f'{d}_{s}': model.norm[d][i] for d in DIMS for i, s in enumerate(('mean', 'std'))}
     return cfg
 
+@patch
 def save_pretrained(model: VideoAlignRewardModel, folder: str | Path, step: int = 0) -> Path:
     "Write `model` in the released layout (plus config.json, videoalign_preprocess.json, prompt_template.txt)."
     folder = Path(folder); ck = folder / f'checkpoint-{step}'
@@ -328,8 +333,6 @@ def save_pretrained(model: VideoAlignRewardModel, folder: str | Path, step: int 
     model.tokenizer.save_pretrained(ck / 'tokenizer')
     torch.save(_released_state_dict(model), ck / 'model.pth')
     return folder
-
-VideoAlignRewardModel.save_pretrained = save_pretrained
 
 # %% ../nbs/34_videoalign.ipynb #371c3088
 def _checkpoint_dir(folder: Path, step: int | None) -> Path:
@@ -347,6 +350,15 @@ def _load_config(folder: Path, ck: Path, base: str | Path | None, vocab_size: in
     if base: raise FileNotFoundError(f"base={base} has no config.json (a Qwen2-VL-2B-Instruct folder has one)")
     return qwen2vl_2b_config(vocab_size)
 
+def _check_chat_template(tok) -> None:
+    "Warn when the tokenizer's own chat template lays out a video turn differently from `chat_text`."
+    if not getattr(tok, 'chat_template', None): return
+    msg = [{'role': 'user', 'content': [{'type': 'video'}, {'type': 'text', 'text': 'PROMPT'}]}]
+    try: theirs = tok.apply_chat_template(msg, tokenize=False, add_generation_prompt=True)
+    except Exception as e: warnings.warn(f"could not render the tokenizer's chat template ({e}); using afd_nb's layout"); return
+    if theirs != chat_text('PROMPT'):
+        warnings.warn(f"the tokenizer's chat template gives {theirs!r}, afd_nb's layout {chat_text('PROMPT')!r}; using afd_nb's")
+
 def _template_for(folder: Path, template, released: bool) -> str:
     if template is not None: return load_template(template)
     for name in ('prompt_template.txt', 'prompt_template.py'):
@@ -357,7 +369,8 @@ def _template_for(folder: Path, template, released: bool) -> str:
     return DEFAULT_TEMPLATE
 
 # %% ../nbs/34_videoalign.ipynb #155ad611
-def from_pretrained(cls, path: str | Path, step: int | None = None, base: str | Path | None = None, template=None,
+@patch(cls_method=True)
+def from_pretrained(cls: VideoAlignRewardModel, path: str | Path, step: int | None = None, base: str | Path | None = None, template=None,
                     device=None, dtype=None) -> VideoAlignRewardModel:
     "Load a VideoAlign checkpoint folder (released layout); `base`: a Qwen2-VL-2B-Instruct folder for its config.json."
     from transformers import AutoTokenizer
@@ -376,6 +389,8 @@ def from_pretrained(cls, path: str | Path, step: int | None = None, base: str | 
     tdir = next((d for d in (ck / 'tokenizer', folder / 'tokenizer') if d.is_dir()), None)
     if tdir is None: raise FileNotFoundError(f"no tokenizer/ in {ck} or {folder}: it carries the three reward tokens")
     tok = AutoTokenizer.from_pretrained(tdir, local_files_only=True, padding_side='right')
+    if tok.pad_token is None: tok.pad_token = '<|endoftext|>'  # Qwen2's pad token
+    _check_chat_template(tok)
     sd = torch.load(ck / 'model.pth', map_location='cpu', weights_only=True, mmap=True)
     lc, dc, mcfg = mc.get('peft_lora_config', {}), mc.get('data_config', {}), mc.get('model_config', {})
     r, alpha = int(lc.get('lora_r', 64)), float(lc.get('lora_alpha', 128))
@@ -389,16 +404,19 @@ def from_pretrained(cls, path: str | Path, step: int | None = None, base: str | 
     ic = mc.get('inference_config')
     norm = {d: (ic[f'{d}_mean'], ic[f'{d}_std']) for d in DIMS} if ic else None
     tmpl = _template_for(folder, template, released=not pfile.exists())
-    model = cls(config, tok, int(mcfg.get('output_dim', 1)), prep, norm, tmpl, mcfg.get('model_name_or_path', 'Qwen/Qwen2-VL-2B-Instruct'))
+    from accelerate import init_empty_weights
+    with init_empty_weights(include_buffers=False):  # no 2B random init: parameters are assigned from the file
+        model = cls(config, tok, int(mcfg.get('output_dim', 1)), prep, norm, tmpl, mcfg.get('model_name_or_path', 'Qwen/Qwen2-VL-2B-Instruct'))
     model.lora = dict(r=r, alpha=alpha)
-    bad = model.load_state_dict(native, strict=False)
+    bad = model.load_state_dict(native, strict=False, assign=True)
     if bad.missing_keys or bad.unexpected_keys:
         raise ValueError(f"{ck / 'model.pth'} does not match the VideoAlign model: missing {bad.missing_keys[:8]}"
                          f"{'...' if len(bad.missing_keys) > 8 else ''}, unexpected {bad.unexpected_keys[:8]}")
     device = default_device(device)
     return model.to(device=device, dtype=default_dtype(device, dtype)).eval()
 
-def tiny(cls, seed: int = 0, output_dim: int = 1, words: Sequence[str] | None = None) -> VideoAlignRewardModel:
+@patch(cls_method=True)
+def tiny(cls: VideoAlignRewardModel, seed: int = 0, output_dim: int = 1, words: Sequence[str] | None = None) -> VideoAlignRewardModel:
     "The same classes at a tiny size with random weights from `seed`: world words tokenizer, 4-px patches, fp32, CPU."
     if words is None:
         try: from afd_nb.world import vocabulary; words = list(vocabulary())
@@ -409,9 +427,6 @@ def tiny(cls, seed: int = 0, output_dim: int = 1, words: Sequence[str] | None = 
         model = cls(tiny_qwen2vl_config(tok), tok, output_dim, TINY_PREPROCESS, RELEASED_NORM, base_name='tiny')
     model.lora = dict(r=4, alpha=8)
     return model.eval()
-
-VideoAlignRewardModel.from_pretrained = classmethod(from_pretrained)
-VideoAlignRewardModel.tiny = classmethod(tiny)
 
 # %% ../nbs/34_videoalign.ipynb #6543bace
 def _clip_video(clip, prompt: str | None, fps: float | None) -> tuple[torch.Tensor, str, float]:
