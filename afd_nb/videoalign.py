@@ -142,9 +142,9 @@ def load_template(source: str | Path) -> str:
     raise ValueError(f"{p} has no string DETAILED_PROMPT_WITH_SPECIAL_TOKEN (VideoAlign's prompt_template.py)")
 
 def fill_template(template: str, prompt: str) -> str:
-    "The instructions for one prompt (plain replacement: braces in prompts are kept as they are)."
+    "The instructions for one prompt, inserted as given (plain replacement: braces in prompts are kept as they are)."
     if not isinstance(prompt, str) or not prompt.strip(): raise ValueError(f"VideoAlign needs a non-empty prompt, got {prompt!r}")
-    return template.replace('{text_prompt}', prompt.strip())
+    return template.replace('{text_prompt}', prompt)
 
 # %% ../nbs/34_videoalign.ipynb #d0604954
 def build_tiny_tokenizer(words: Sequence[str] = ()):
@@ -481,6 +481,10 @@ class VideoAlignDiscriminator(VideoScorer):
         "D_φ(y, c) `[B]` for videos `[B, 3, F, H, W]` in [-1, 1] in `pixel_format` and their prompts."
         if prompts is None: raise ValueError("VideoAlignDiscriminator needs the prompts")
         return self.reward_model.rewards(videos, prompts, fps=self.pixel_format['fps']) @ self.weights.to(self.reward_model.device)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        "φ as parameters, for the optimiser: the adapters, `rm_head` and `w` (when learned)."
+        return [p for p in self.parameters() if p.requires_grad]
 
     def trainable_state_dict(self) -> dict:
         "φ: the adapters, the head and `w` (what the training loop checkpoints)."
