@@ -83,7 +83,9 @@ def read_checkpoint(path: str | Path, key: str | None = None) -> dict[str, torch
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"checkpoint {path} does not exist")
     if path.is_dir():
-        files = sorted(path.glob('*.safetensors')) or sorted(path.glob('*.bin')) + sorted(path.glob('*.pt'))
+        # a peft adapter file next to the weights is not part of the backbone
+        files = [f for f in sorted(path.glob('*.safetensors')) if f.name != 'adapter_model.safetensors']
+        files = files or sorted(path.glob('*.bin')) + sorted(path.glob('*.pt'))
         if not files: raise FileNotFoundError(f"no *.safetensors (or *.bin / *.pt) weights in {path}")
         sd = {}
         for f in files: sd.update(read_checkpoint(f, key))

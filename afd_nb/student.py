@@ -261,7 +261,7 @@ class CausalWan(nn.Module):
         gh, gw = H // ph, W // pw
         n = gh * gw
         rope = self._rope(positions, (gh, gw))
-        h = m.patch_embedding(x.to(self.dtype)).flatten(2).transpose(1, 2).contiguous()
+        h = m.patch_embedding(x.to(self.device, self.dtype)).flatten(2).transpose(1, 2).contiguous()
         temb, proj = self._time(t_model)
         mod = proj.float()
         ckpt = m.gradient_checkpointing and torch.is_grad_enabled()
@@ -297,7 +297,8 @@ def _velocity(self: CausalWan, x_t: torch.Tensor, t, clean: torch.Tensor | None 
              block_size: int | None = None, frame_offset: int = 0, attention: str = 'blocks') -> torch.Tensor:
     """Teacher-forced velocities `[B, C, F, H, W]` of all chunks of `x_t [B, C, F, H, W]` (E1-E2).
     `clean` (same shape, e.g. the rollout's latents) is the history; its last chunk is never seen.
-    `attention`: 'blocks' (block-sparse SDPA, default) or 'mask' (dense boolean mask, the reference)."""
+    `attention`: 'blocks' (block-sparse SDPA, default) or 'mask' (dense boolean mask, the reference).
+    Returns the model's dtype (bf16 on CUDA); gradients flow to whatever requires them (e.g. the LoRA adapter)."""
     if text_emb is None: raise ValueError("text_emb [B, Lt, text_dim] is required (see Student.encode_prompts)")
     B, C, Fn, H, W = x_t.shape
     b = block_size or self.block_size
@@ -408,8 +409,10 @@ def get_preset(name: str, size: str = 'tiny', block_size: int | None = None) -> 
 # %% ../nbs/20_student.ipynb #675cbb27
 class Student:
     "A causal student: `.model` (CausalWan), `.preset`, `.text` and `.codec` (loaded on first use), adapter views."
-    def __init__(self, model: CausalWan, preset: StudentPreset, text=None, codec=None, source: str = 'random'):
+    def __init__(self, model: CausalWan, preset: StudentPreset, text=None, codec=None, source: str = 'random',
+                 text_path: str | Path | None = None):
         self.model, self.preset, self._text, self._codec, self.source = model, preset, text, codec, source
+        self.text_path = text_path  # a trained text encoder saved with the weights (`<folder>/text/`)
 
     @property
     def transformer(self) -> WanTransformer3DModel: return self.model.transformer
@@ -419,7 +422,7 @@ class Student:
     def text(self):
         if self._text is None:
             from afd_nb.text import load_text_encoder
-            self._text = load_text_encoder(self.preset.text, device=self.device)
+            self._text = load_text_encoder(self.preset.text, self.text_path, device=self.device)
         return self._text
     @property
     def codec(self):
@@ -429,8 +432,8 @@ class Student:
         return self._codec
 
     def encode_prompts(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        "Prompts -> embeddings `[B, Lt, text_dim]` and mask `[B, Lt]` on the student's device."
-        return self.text.encode(list(prompts), device=self.device)
+        "Prompts -> embeddings `[B, Lt, text_dim]` and mask `[B, Lt]` on the student's device (cached per prompt)."
+        return self.text.encode_cached(list(prompts), device=self.device)
 
     def rollout(self, prompts: Sequence[str], seed: int = 0, **kw) -> torch.Tensor:
         "Latents `[B, C, F, H, W]` of a seeded rollout (kwargs as `CausalWan.rollout`), under the current view."
@@ -453,6 +456,9 @@ class Student:
     def trainable_parameters(self) -> list[nn.Parameter]: return [p for p in self.transformer.parameters() if p.requires_grad]
     def save_adapter(self, folder, name: str = 'default') -> Path: return save_adapter(self.transformer, folder, name)
     def load_adapter(self, folder, name: str = 'default') -> None: load_adapter(self.transformer, folder, name)
+    def save(self, folder) -> Path:
+        "A kit student folder (`save_student`): reload it with `load_student(name, size, checkpoint=folder)`."
+        return save_student(self, folder)
     def __repr__(self):
         n = sum(p.numel() for p in self.transformer.parameters())
         return (f"Student({self.preset.name!r}, size={self.preset.size!r}, block_size={self.preset.block_size}, "
@@ -462,7 +468,7 @@ class Student:
 STUDENT_CONFIG, STUDENT_WEIGHTS = 'config.json', 'model.safetensors'
 
 def _place(model: WanTransformer3DModel, device: torch.device, dtype: torch.dtype) -> WanTransformer3DModel:
-    "Move to device/dtype like diffusers' loader: `_keep_in_fp32_modules` stay fp32, RoPE tables rebuilt in float64."
+    "Move to device/dtype like diffusers' loader: `_keep_in_fp32_modules` stay fp32, RoPE tables rebuilt in fp32."
     keep = model._keep_in_fp32_modules or []
     for n, p in model.named_parameters():  # per tensor: ModelMixin.to(dtype) would also cast the fp32 modules
         p.data = p.data.to(device, torch.float32 if any(k in n.split('.') for k in keep) else dtype)
@@ -478,8 +484,11 @@ def _settings_checkpoint(preset: StudentPreset) -> Path:
     return p
 
 def _preset_from_folder(folder: Path, preset: StudentPreset) -> StudentPreset:
-    "A kit student folder's config.json overrides the preset's fields (it describes the weights next to it)."
+    "A folder's config.json overrides the preset: a kit preset (`save_student`) or diffusers' transformer config."
     cfg = json.loads((folder/STUDENT_CONFIG).read_text())
+    if '_class_name' in cfg:  # diffusers' save_pretrained: the transformer's own config
+        keys = set(WanTransformer3DModel.extract_init_dict(cfg)[0])
+        cfg = {'transformer': {**preset.transformer, **{k: v for k, v in cfg.items() if k in keys}}}
     names = {f.name for f in dataclasses.fields(StudentPreset)}
     fix = lambda k, v: tuple(v) if k in ('timesteps', 'latent_hw') else (
         {**v, 'patch_size': tuple(v['patch_size'])} if k == 'transformer' else v)
@@ -495,8 +504,8 @@ def load_student(name: str = 'self_forcing', size: str = 'tiny', checkpoint=None
     if checkpoint is None and not meta:
         shipped = data_samples_dir()/'students'/name
         if size == 'real': checkpoint = _settings_checkpoint(preset)
-        elif (shipped/STUDENT_WEIGHTS).exists(): checkpoint = shipped
-    sd, source = None, 'none (meta)' if meta else 'random'
+        elif any(shipped.glob('*.safetensors')): checkpoint = shipped
+    sd, source, text_path = None, 'none (meta)' if meta else 'random', None
     if isinstance(checkpoint, dict): sd, source = checkpoint, 'state dict'
     elif checkpoint is not None:
         path = Path(checkpoint).expanduser()
@@ -505,6 +514,7 @@ def load_student(name: str = 'self_forcing', size: str = 'tiny', checkpoint=None
                                     f"`{preset.settings_key}` in settings.ini, or pass checkpoint=)")
         if path.is_dir() and (path/STUDENT_CONFIG).exists(): preset = _preset_from_folder(path, preset)
         sd, source = read_checkpoint(path, checkpoint_key), str(path)
+        if path.is_dir() and (path/'text'/'config.json').exists(): text_path = path/'text'
     if block_size is not None: preset = dataclasses.replace(preset, block_size=int(block_size))
     if sd is not None or meta:
         with torch.device('meta'): model = WanTransformer3DModel(**preset.transformer)
@@ -517,12 +527,15 @@ def load_student(name: str = 'self_forcing', size: str = 'tiny', checkpoint=None
             model = WanTransformer3DModel(**preset.transformer)
     model = model.to('meta') if meta else _place(model, dev, dt)
     return Student(CausalWan(model, preset.block_size, preset.sigmas, preset.num_frames, preset.latent_hw).eval(),
-                   preset, source=source)
+                   preset, source=source, text_path=text_path)
 
-def save_student(student: Student, folder: str | Path) -> Path:
-    "Write a kit student folder: `config.json` (the preset) + `model.safetensors` (backbone weights, diffusers keys)."
+def save_student(student: Student, folder: str | Path, text: bool | None = None) -> Path:
+    """Write a kit student folder: `config.json` (the preset), `model.safetensors` (backbone, diffusers keys) and,
+    with `text` (default: a tiny student whose encoder is loaded), its text encoder in `text/`."""
     from safetensors.torch import save_file
     folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
     (folder/STUDENT_CONFIG).write_text(json.dumps(dataclasses.asdict(student.preset), indent=1))
     save_file({k: v.detach().cpu().contiguous() for k, v in base_state_dict(student.transformer).items()}, folder/STUDENT_WEIGHTS)
+    if text if text is not None else (student.preset.size == 'tiny' and student._text is not None):
+        student.text.save_pretrained(folder/'text')
     return folder

@@ -18,6 +18,15 @@ B, F, HW = 2, 6, (4, 4)
 def rel(a, b): return ((a - b).norm() / b.norm()).item()
 
 
+@pytest.fixture(scope='module', autouse=True)
+def one_thread():
+    "These tensors are tiny: with 2 OpenMP threads on a shared 2-core machine the tests run 2-100x slower."
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope='module')
 def plain():
     torch.manual_seed(0)
@@ -188,9 +197,11 @@ def test_tiny_student_folder_and_shipped_weights(tmp_path, monkeypatch):
         monkeypatch.setattr(S, 'data_samples_dir', lambda: tmp_path)
         st = load_student('causal_forcing', 'tiny', device='cpu')
     assert sum(p.numel() for p in st.transformer.parameters()) == 1_259_744
-    save_student(st, tmp_path/'students'/'causal_forcing')
+    emb, _ = st.encode_prompts(['a red ball'])                                # loads the tiny text encoder
+    save_student(st, tmp_path/'students'/'causal_forcing')                    # ... so it is saved in text/
     shipped = load_student('causal_forcing', 'tiny', device='cpu')           # found in data_samples/students/
-    assert shipped.source.endswith('causal_forcing')
+    assert shipped.source.endswith('causal_forcing') and shipped.text_path.name == 'text'
+    assert torch.equal(shipped.encode_prompts(['a red ball'])[0], emb)
     assert all(torch.equal(a, b) for a, b in zip(st.transformer.state_dict().values(), shipped.transformer.state_dict().values()))
     px = shipped.sample(['a red ball'], seed=3, num_frames=3)
     assert px.shape == (1, 3, 6, 32, 32) and px.abs().max() <= 1
@@ -226,3 +237,23 @@ def test_lora_views_gradients_and_ema(plain, data, tmp_path):
     load_adapter(st.transformer, tmp_path/'a', 'default')
     assert all(torch.equal(a, b) for a, b in zip(adapter_parameters(st.transformer, 'default'), saved))
     assert (tmp_path/'a'/'adapter_config.json').exists()
+
+
+def test_bf16_student_runs_close_to_fp32(plain, data):
+    from afd_nb.student import _place
+    lo = CausalWan(_place(copy.deepcopy(plain), torch.device('cpu'), torch.bfloat16), 2, (1.0, 0.5), F, HW)
+    hi = CausalWan(copy.deepcopy(plain), 2, (1.0, 0.5), F, HW)
+    assert lo.transformer.condition_embedder.time_embedder.linear_1.weight.dtype == torch.float32   # kept fp32
+    assert lo.transformer.blocks[0].attn1.to_q.weight.dtype == torch.bfloat16
+    with torch.no_grad():
+        v_lo, v_hi = (m.velocity(data['x'], 0.4, data['clean'], data['text']) for m in (lo, hi))
+        r = lo.rollout(data['text'], 4, torch.Generator().manual_seed(0))
+    assert v_lo.dtype == torch.bfloat16 and rel(v_lo.float(), v_hi) < 3e-2 and r.dtype == torch.float32
+
+
+def test_diffusers_folder_loads(plain, tmp_path):
+    "A diffusers save_pretrained folder (its own config.json) sets the transformer config and the weights."
+    plain.save_pretrained(tmp_path/'d')
+    st = load_student('self_forcing', 'tiny', checkpoint=tmp_path/'d', device='cpu')
+    assert st.transformer.config.num_layers == 2 and st.preset.transformer['num_layers'] == 2
+    assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), st.transformer.state_dict().values()))
