@@ -397,6 +397,7 @@ def from_pretrained(cls: VideoAlignRewardModel, path: str | Path, step: int | No
     native = released_to_native(sd, alpha / (math.sqrt(r) if lc.get('use_rslora') else r))
     emb = native.get('backbone.language_model.embed_tokens.weight')
     config = _load_config(folder, ck, base, emb.shape[0] if emb is not None else len(tok))
+    if emb is not None: config.text_config.vocab_size = emb.shape[0]  # the base config predates the 3 added tokens
     pfile = folder / 'videoalign_preprocess.json'
     prep = (VideoAlignPreprocess(**{k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(pfile.read_text()).items()})
             if pfile.exists() else VideoAlignPreprocess(fps=float(dc.get('fps') or 2.0), num_frames=dc.get('num_frames'),

@@ -222,3 +222,17 @@ def test_trained_discriminator_saves_as_a_videoalign_folder(videos, tmp_path):
     back = VideoAlignRewardModel.from_pretrained(tmp_path / 'd', device='cpu', dtype='float32')  # LoRA merged on load
     with torch.no_grad():
         assert (back.rewards(videos, PROMPTS, fps=8.0)[:, 1] - D.score(videos, PROMPTS)).abs().max() < 1e-4
+
+
+def test_config_sources(saved, model, tmp_path):
+    import shutil
+    d, base = tmp_path / 'va', tmp_path / 'base'
+    shutil.copytree(saved, d); base.mkdir()
+    cfg = json.loads((d / 'config.json').read_text())
+    cfg['text_config']['vocab_size'] += 100  # a base config without the 3 added tokens: the file's embedding decides
+    (base / 'config.json').write_text(json.dumps(cfg)); (d / 'config.json').unlink()
+    back = VideoAlignRewardModel.from_pretrained(d, base=base, device='cpu', dtype='float32')
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), back.state_dict().values()))
+    with pytest.raises(FileNotFoundError, match='no config.json'): VideoAlignRewardModel.from_pretrained(d, base=tmp_path)
+    with pytest.raises(RuntimeError, match='size mismatch'):  # no config anywhere: Qwen2-VL-2B's, which the tiny weights do not fit
+        VideoAlignRewardModel.from_pretrained(d, device='cpu')
