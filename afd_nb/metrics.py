@@ -20,8 +20,8 @@ from .world import (COLORS, GRAVITY, RESTITUTION_RANGE, SIZES, SPEEDS, THROW_SPE
 __all__ = ['SQUARE_FILL', 'G_TOL', 'RMSE_TOL', 'MOMENTUM_TOL', 'SLACK', 'E_RANGE', 'VBENCH_RANGES', 'as_frames', 'color_coverage',
            'Track', 'track', 'Fit', 'fit_track', 'count_bounces', 'momentum_change', 'prompt_checks', 'physics_report',
            'optical_flow', 'temporal_flickering', 'interpolate_middle', 'motion_smoothness', 'dynamic_degree',
-           'background_mask', 'general_report', 'LearnedMetric', 'VBenchMetric', 'VideoAlignMQ', 'VideoPhy2PC',
-           'aggregate_reports']
+           'background_mask', 'general_report', 'LearnedMetric', 'VBenchMetric', 'VideoPhy2PC', 'aggregate_reports',
+           'VideoAlignMQ']
 
 # %% ../nbs/12_metrics.ipynb #a33d0e0e
 def as_frames(clip, fps: float | None = None, need_fps: bool = True) -> tuple[np.ndarray, float | None]:
@@ -414,13 +414,13 @@ class VBenchMetric(LearnedMetric):
     key, name = 'vbench', 'VBench (learned dimensions)'
     dimensions = ('subject_consistency', 'background_consistency', 'aesthetic_quality', 'imaging_quality')
 
-class VideoAlignMQ(LearnedMetric):
-    "VideoAlign's motion-quality (MQ) reward head; setting `videoalign`."
-    key, name = 'videoalign', 'VideoAlign MQ'
-
 class VideoPhy2PC(LearnedMetric):
     "VideoPhy-2's physical-commonsense (PC) rater, 1-5; setting `videophy2`."
     key, name = 'videophy2', 'VideoPhy-2 PC'
+
+# %% ../nbs/12_metrics.ipynb #a5cd738b
+from .videoalign import VideoAlignMQ  # the working VideoAlign MQ metric (afd_nb.videoalign never imports metrics)
+_all_ = ['VideoAlignMQ']
 
 # %% ../nbs/12_metrics.ipynb #b57f0509
 def aggregate_reports(reports: list[dict]) -> dict:
