@@ -1,0 +1,157 @@
+"The AFD / SFT training loop (afd_nb.train) and its run state (afd_nb.run_state)."
+import dataclasses, json, warnings
+import numpy as np
+import pytest, torch
+from afd_nb.adapters import adapter_parameters
+from afd_nb.run_state import latest_checkpoint, read_jsonl
+from afd_nb.student import load_student
+from afd_nb.teachers import CachedTeacher, PhysicsTeacher, load_teacher
+from afd_nb.train import Trainer, TrainConfig, teacher_prompts
+
+TINY = TrainConfig(iterations=4, batch_size=2, n_teacher_prompts=4, eval_every=0, ckpt_every=1)
+
+
+@pytest.fixture(scope='module', autouse=True)
+def one_thread():
+    "Tiny tensors on a shared 2-core machine: one thread is several times faster than two."
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope='module')
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp('teacher_cache')
+
+
+def student(name='causal_forcing'):
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')   # "randomly initialised" while no pretrained student is shipped
+        return load_student(name, 'tiny')
+
+
+def trainer(cache, out=None, cfg=TINY, name='causal_forcing', **kw):
+    return Trainer(student(name), load_teacher('physics'), cfg, out, teacher_cache=cache, progress=False, **kw)
+
+
+def fixed_batch(tr):
+    idx = tr._draw_batch()
+    emb, mask = tr.student.encode_prompts([tr.data.prompts[i] for i in idx])
+    return idx, emb, mask
+
+
+def test_config_errors_name_each_bad_value_and_the_allowed_ones():
+    with pytest.raises(ValueError) as e:
+        TrainConfig(method='ppo', baseline='median', batch_size=6, group_size=4, d_steps=0, old_decay=2.0).validate()
+    msg = str(e.value)
+    for part in ("method='ppo': valid methods are afd, sft", "baseline='median': valid baselines are batch, prompt",
+                 "batch_size=6 must be a multiple of group_size=4", "d_steps=0: must be an integer >= 1",
+                 "old_decay=2.0: must be None (schedule) or in [0, 1]"):
+        assert part in msg, msg
+    with pytest.raises(ValueError, match="group_size >= 2"): TrainConfig(baseline='prompt').validate()
+    TrainConfig(baseline='prompt', group_size=2).validate()
+
+
+def test_gradients_reach_the_default_adapter_only(cache):
+    tr = trainer(cache)
+    idx, emb, mask = fixed_batch(tr)
+    x0, y_S = tr.rollout(emb, mask)
+    assert y_S.shape == (2, 3, 24, 32, 32) and x0.shape == (2, 96, 12, 8, 8)
+    for out in (tr.afd_losses(x0, emb, mask, torch.tensor([0.8, 0.3])), tr.sft_losses(x0, emb, mask)):
+        tr.opt.zero_grad(set_to_none=True)
+        out['loss'].backward()
+        named = dict(tr.student.transformer.named_parameters())
+        with_grad = {n for n, p in named.items() if p.grad is not None and p.grad.abs().sum() > 0}
+        default = {n for n in named if '.lora_' in n and '.default.' in n}
+        # lora_A gets no gradient while lora_B = 0 (peft's init): the B half of every layer must have one
+        assert with_grad and with_grad <= default and {n for n in default if 'lora_B' in n} <= with_grad
+        assert all(p.grad is None for n, p in named.items() if n not in default)   # backbone and `old`
+        assert all(p.grad is None for p in tr.student.text.parameters())
+        assert all(p.grad is None for p in tr.D_raw.parameters())
+        assert {id(p) for p in tr.params} == {id(named[n]) for n in default}
+
+
+def test_resume_after_k_iterations_is_bit_identical(cache, tmp_path):
+    full = trainer(cache, tmp_path/'full'); full.fit()
+    trainer(cache, tmp_path/'cut').fit(stop_after=2)
+    assert latest_checkpoint(tmp_path/'cut'/'checkpoints').name == 'step_000002'
+    resumed = trainer(cache, tmp_path/'cut'); resumed.fit()
+    assert resumed.resumed_from.name == 'step_000002' and resumed.step == full.step == 4
+    for name in ('default', 'old'):
+        a, b = (adapter_parameters(t.student.transformer, name) for t in (full, resumed))
+        assert len(a) == len(b) and all(torch.equal(p, q) for p, q in zip(a, b))
+    assert all(torch.equal(p, q) for p, q in zip(full.D_raw.parameters(), resumed.D_raw.parameters()))
+    assert full.rng.get_state().equal(resumed.rng.get_state())
+    keys = ('loss', 'nft', 'prior', 'd_loss', 'r_mean', 'grad_norm')
+    strip = lambda rows: [{k: r[k] for k in keys} for r in rows]
+    assert strip(read_jsonl(tmp_path/'full'/'metrics.jsonl')) == strip(read_jsonl(tmp_path/'cut'/'metrics.jsonl'))
+    # the old adapter moved away from its start (the EMA runs) and differs from default once d > 0
+    assert not all(torch.equal(p, q) for p, q in zip(*(adapter_parameters(full.student.transformer, n) for n in ('default', 'old'))))
+
+
+def test_checkpoint_holds_peft_adapters_optimisers_rng_and_state(cache, tmp_path):
+    tr = trainer(cache, tmp_path, dataclasses.replace(TINY, iterations=1)); tr.fit()
+    ck = latest_checkpoint(tmp_path/'checkpoints')
+    names = {p.name for p in ck.iterdir()}
+    assert {'adapter_default', 'adapter_old', 'discriminator.safetensors', 'optimizer_student.pt',
+            'optimizer_discriminator.pt', 'rng_0.pt', 'state.json', 'metrics.jsonl'} <= names
+    assert (ck/'adapter_default'/'adapter_model.safetensors').exists() and (ck/'adapter_default'/'adapter_config.json').exists()
+    state = json.loads((ck/'state.json').read_text())
+    assert state['step'] == 1 and state['config']['method'] == 'afd' and len(state['prompts']) == 4
+    assert not any(k.startswith('text_encoder.') for k in __import__('safetensors.torch').torch.load_file(ck/'discriminator.safetensors'))
+    assert (tmp_path/'curves.png').stat().st_size > 0 and not list((tmp_path/'checkpoints').glob('.tmp-*'))
+
+
+def _repeat_steps(tr, loss_fn, n=4):
+    "Loss on one fixed batch (same t and noise each time) over n student steps."
+    state, out = tr.rng.get_state(), []
+    for _ in range(n):
+        tr.rng.set_state(state)
+        o = loss_fn()
+        out.append(float(o['loss']))
+        tr.student_step(o['loss'])
+    return out
+
+
+def test_afd_and_sft_steps_decrease_their_loss_on_a_fixed_batch(cache):
+    cfg = dataclasses.replace(TINY, lr=3e-3, prior_weight=1e-4)
+    tr = trainer(cache, cfg=cfg)
+    idx, emb, mask = fixed_batch(tr)
+    x0, _ = tr.rollout(emb, mask)
+    r = torch.tensor([0.9, 0.2])
+    afd = _repeat_steps(tr, lambda: tr.afd_losses(x0, emb, mask, r))
+    assert all(np.isfinite(afd)) and afd[-1] < afd[0], afd
+    y_T = tr.data.videos(idx)
+    xT = tr.student.codec.encode(y_T)
+    sft = _repeat_steps(tr, lambda: tr.sft_losses(xT, emb, mask))
+    assert all(np.isfinite(sft)) and sft[-1] < sft[0], sft
+
+
+def test_sft_iteration_has_no_rollouts_and_logs_finite_metrics(cache):
+    tr = trainer(cache, cfg=dataclasses.replace(TINY, method='sft', iterations=1), name='self_forcing')
+    row = tr.fit()[-1]
+    assert row['method'] == 'sft' and row['iteration'] == 1 and 'd_loss' not in row
+    assert all(np.isfinite(row[k]) for k in ('loss', 'fm', 'prior', 'grad_norm', 'time_s'))
+
+
+def test_teacher_is_asked_once_then_served_from_the_cache(tmp_path):
+    calls = []
+    class Counting(PhysicsTeacher):
+        def sample(self, prompts, seed):
+            calls.append(len(prompts)); return super().sample(prompts, seed)
+    cfg = dataclasses.replace(TINY, iterations=0)
+    for _ in range(2): Trainer(student(), Counting(), cfg, None, teacher_cache=tmp_path, progress=False)
+    assert calls == [4]
+
+
+def test_errors_name_the_problem(cache, tmp_path):
+    s = student(); s.add_adapters()
+    with pytest.raises(ValueError, match="already has adapters"):
+        Trainer(s, load_teacher('physics'), TINY, None, teacher_cache=cache)
+    with pytest.raises(ValueError, match="n_teacher_prompts=999 but only 64 prompts"):
+        teacher_prompts(load_teacher('physics'), 999)
+    trainer(cache, tmp_path, dataclasses.replace(TINY, iterations=1)).fit()
+    with pytest.raises(ValueError, match=r"other settings \(beta: checkpoint 0.1, now 0.5\)"):
+        trainer(cache, tmp_path, dataclasses.replace(TINY, beta=0.5))
+    trainer(cache, tmp_path, dataclasses.replace(TINY, iterations=2, eval_every=0))   # RESUMABLE keys may change
