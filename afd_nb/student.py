@@ -122,9 +122,9 @@ class KVCache:
     "Self-attention keys/values of every layer, `[B, H, T, D]`, for `T` tokens; `length` tokens are committed."
     def __init__(self, num_layers: int, batch: int, heads: int, tokens: int, head_dim: int,
                  device: torch.device, dtype: torch.dtype):
-        shape = (batch, heads, tokens, head_dim)
-        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(num_layers)]
-        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(num_layers)]
+        shape = (batch, heads, tokens, head_dim)  # uninitialised: a slot is always written before it is read
+        self.k = [torch.empty(shape, device=device, dtype=dtype) for _ in range(num_layers)]
+        self.v = [torch.empty(shape, device=device, dtype=dtype) for _ in range(num_layers)]
         self.length = 0
     @property
     def nbytes(self) -> int: return sum(t[:, :, :self.length].numel() * t.element_size() for t in self.k + self.v)

@@ -257,3 +257,21 @@ def test_diffusers_folder_loads(plain, tmp_path):
     st = load_student('self_forcing', 'tiny', checkpoint=tmp_path/'d', device='cpu')
     assert st.transformer.config.num_layers == 2 and st.preset.transformer['num_layers'] == 2
     assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), st.transformer.state_dict().values()))
+
+
+def test_real_patching_layout():
+    "Patch (1, 2, 2) over 16 channels as the real students: plain equivalence and KV cache = teacher forcing."
+    torch.manual_seed(0)
+    cfg = dict(CFG, patch_size=(1, 2, 2), in_channels=16, out_channels=16, num_attention_heads=2, attention_head_dim=24)
+    plain = WanTransformer3DModel(**cfg).eval()
+    cw = CausalWan(copy.deepcopy(plain), block_size=2, sigmas=(1.0, 0.9375, 0.8333, 0.625), num_frames=4, latent_hw=(6, 4))
+    g = torch.Generator().manual_seed(0)
+    x, text = torch.randn(1, 16, 4, 6, 4, generator=g), torch.randn(1, 16, 64, generator=g)
+    with torch.no_grad():
+        assert rel(cw.velocity(x, 0.3, None, text, block_size=4), plain(x, torch.tensor([300.]), text).sample) < 1e-5
+        rec = []
+        lat = cw.rollout(text, generator=g, callback=rec.append)
+        for j, s in enumerate(cw.sigmas):
+            r = sorted([q for q in rec if q.step == j], key=lambda q: q.block)
+            v = cw.velocity(torch.cat([q.x_t for q in r], 2), s, lat, text)
+            assert max(rel(v[:, :, 2 * q.block:2 * q.block + 2], q.v) for q in r) < 1e-4

@@ -7,7 +7,7 @@
 2. Teacher-forced `velocity` for a batch of 8 tiny clips, forward + backward, with and without LoRA adapters.
 
 Timings are the minimum over `--repeat` runs (the machine is shared); CPU time is printed beside wall time.
-Usage: python tools/bench_student.py [--repeat 5] [--batch 1] [--device cpu]
+Usage: python tools/bench_student.py [--repeat 5] [--batch 1] [--device cpu] [--threads 0]
 """
 import argparse, os, time, warnings
 import torch
@@ -32,7 +32,9 @@ def main():
     ap.add_argument('--repeat', type=int, default=5)
     ap.add_argument('--batch', type=int, default=1, help='prompts per rollout')
     ap.add_argument('--device', default='cpu')
+    ap.add_argument('--threads', type=int, default=0, help='torch threads (0: torch default); 1 is steadier on a busy machine')
     a = ap.parse_args()
+    if a.threads: torch.set_num_threads(a.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}")
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')  # an untrained tiny student is fine for timing
