@@ -31,9 +31,9 @@ from .run_state import (capture_rng, restore_rng, preserved_rng, latest_checkpoi
 
 # %% auto #0
 __all__ = ['METHODS', 'T_DISTS', 'RESUMABLE', 'TrainConfig', 'pixel_format', 'conform_videos', 'teacher_prompts', 'TeacherClips',
-           'disc_parameters', 'disc_state', 'Trainer', 'rollout', 'd_update', 'weights', 'afd_losses', 'sft_losses',
-           'student_step', 'iteration', 'evaluate', 'save', 'resume', 'elapsed_now', 'fit', 'plot_curves',
-           'save_curves']
+           'disc_parameters', 'disc_state', 'load_disc_state', 'Trainer', 'rollout', 'd_update', 'weights',
+           'afd_losses', 'sft_losses', 'student_step', 'iteration', 'evaluate', 'save', 'resume', 'elapsed_now', 'fit',
+           'plot_curves', 'save_curves']
 
 # %% ../nbs/33_train.ipynb #8bc2e430
 METHODS = ('afd', 'sft')
@@ -158,22 +158,36 @@ class TeacherClips:
         return torch.stack([torch.from_numpy(f).permute(3, 0, 1, 2) for f in frames]).float().div(127.5).sub(1.0)
 
 # %% ../nbs/33_train.ipynb #51bb397e
+def _same_format(a: dict, b: dict) -> bool:
+    return tuple(a['size']) == tuple(b['size']) and float(a['fps']) == float(b['fps']) and a['num_frames'] == b['num_frames']
+
 def _same_device(a, b) -> bool:
     a, b = torch.device(a), torch.device(b)
     return a.type == b.type and (a.index or 0) == (b.index or 0)
 
 def disc_parameters(D: torch.nn.Module) -> list[torch.nn.Parameter]:
-    "φ: the discriminator's own parameters (not the shared, frozen text encoder's)."
-    return [p for n, p in D.named_parameters() if not n.startswith('text_encoder.')]
+    "φ: the discriminator's trainable parameters (never the shared, frozen text encoder's)."
+    if hasattr(D, 'trainable_parameters'): return list(D.trainable_parameters())
+    return [p for n, p in D.named_parameters() if p.requires_grad and not n.startswith('text_encoder.')]
 
 def disc_state(D: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu().contiguous() for k, v in D.state_dict().items() if not k.startswith('text_encoder.')}
+    "φ as a state dict (what a checkpoint stores)."
+    sd = D.trainable_state_dict() if hasattr(D, 'trainable_state_dict') else \
+        {k: v for k, v in D.state_dict().items() if not k.startswith('text_encoder.')}
+    return {k: v.detach().cpu().contiguous() for k, v in sd.items()}
+
+def load_disc_state(D: torch.nn.Module, sd: dict, source: str = 'checkpoint') -> None:
+    "Put φ back (the inverse of `disc_state`); keys that do not fit are an error naming `source`."
+    if hasattr(D, 'load_trainable_state_dict'): return D.load_trainable_state_dict(sd)
+    res = D.load_state_dict(sd, strict=False)
+    if res.unexpected_keys or [k for k in res.missing_keys if not k.startswith('text_encoder.')]:
+        raise ValueError(f"{source} does not fit the discriminator: {res}")
 
 class Trainer:
     "AFD (Algorithm 1) or SFT on `student` with clips of `teacher`; `fit()` trains, logs, evaluates and checkpoints."
     def __init__(self, student, teacher: Teacher, config: TrainConfig | None = None, out_dir: str | Path | None = None, *,
                  accelerator: Accelerator | None = None, teacher_cache: str | Path | None = None,
-                 prompts: Sequence[str] | None = None, progress: bool = True):
+                 prompts: Sequence[str] | None = None, discriminator=None, progress: bool = True):
         from afd_nb.adapters import adapter_names
         self.cfg = cfg = (config or TrainConfig()).validate()
         self.student, self.progress = student, progress
@@ -191,15 +205,20 @@ class Trainer:
         self.fmt = pixel_format(student)
         student.add_adapters(cfg.lora_rank, cfg.lora_alpha)
         student.text.requires_grad_(False)
-        D = PhysicsDiscriminator(student.text, student.text.dim, cfg.d_width, dict(self.fmt)).to(student.device)
+        D = discriminator if discriminator is not None else \
+            PhysicsDiscriminator(student.text, student.text.dim, cfg.d_width, dict(self.fmt))
+        D = D.to(student.device)
+        self.d_fmt = dict(D.pixel_format or self.fmt)
         opt = torch.optim.AdamW(student.trainable_parameters(), cfg.lr, weight_decay=cfg.weight_decay)
         d_opt = torch.optim.AdamW(disc_parameters(D), cfg.d_lr, weight_decay=cfg.d_weight_decay)
         self.model, self.D, self.opt, self.d_opt = acc.prepare(student.model, D, opt, d_opt)
         self.D_raw = acc.unwrap_model(self.D)
         self.params = student.trainable_parameters()
         ps = list(prompts) if prompts is not None else teacher_prompts(teacher, cfg.n_teacher_prompts)
-        self.data = TeacherClips(teacher, ps, cfg.teacher_seed, self.fmt, teacher_cache,
-                                 keep_in_memory=student.preset.size == 'tiny')
+        keep = student.preset.size == 'tiny'   # real clips are re-read from the disk cache per batch
+        self.data = TeacherClips(teacher, ps, cfg.teacher_seed, self.fmt, teacher_cache, keep)
+        same = _same_format(self.d_fmt, self.fmt)
+        self.d_data = self.data if same else TeacherClips(self.data.teacher, ps, cfg.teacher_seed, self.d_fmt, keep_in_memory=keep)
         n = cfg.eval_prompts
         self.eval_set = load_prompts('physics', 'eval')[:n] + load_prompts('general', 'eval')[:n]
         self.step, self.elapsed, self.history = 0, 0.0, []
@@ -248,7 +267,8 @@ def d_update(self: Trainer, y_T: torch.Tensor, y_S: torch.Tensor, prompts: Seque
         self.d_opt.zero_grad(set_to_none=True)
         self.acc.backward(loss)
         self.d_opt.step()
-    return dict(d_loss=float(loss), d_acc=bt_accuracy(d_t.detach(), d_s.detach()), d_margin=float((d_t - d_s).mean()))
+    d_t, d_s = d_t.detach(), d_s.detach()
+    return dict(d_loss=float(loss.detach()), d_acc=bt_accuracy(d_t, d_s), d_margin=float((d_t - d_s).mean()))
 
 @torch.no_grad()
 def weights(self: Trainer, y_S: torch.Tensor, prompts: Sequence[str], idx: Sequence[int]) -> tuple[torch.Tensor, dict]:
@@ -330,6 +350,8 @@ def iteration(self: Trainer) -> dict:
     y_T = self.data.videos(idx).to(self.device)
     if c.method == 'afd':
         x0, y_S = self.rollout(emb, mask)
+        if self.d_data is not self.data:   # a discriminator with its own pixel format (e.g. VideoAlign)
+            y_T, y_S = self.d_data.videos(idx).to(self.device), conform_videos(y_S, self.fmt['fps'], self.d_fmt)
         row = self.d_update(y_T, y_S, prompts)
         r, stats = self.weights(y_S, prompts, idx)
         row.update(stats, **self._student_updates(x0, emb, mask, r))
@@ -408,9 +430,7 @@ def resume(self: Trainer) -> Path | None:
     state = json.loads((ck/'state.json').read_text())
     self._check_resumable(state, ck)
     for name in ('default', 'old'): self.student.load_adapter(ck/f'adapter_{name}', name)
-    res = self.D_raw.load_state_dict(load_file(ck/'discriminator.safetensors'), strict=False)
-    if res.unexpected_keys or [k for k in res.missing_keys if not k.startswith('text_encoder.')]:
-        raise ValueError(f"{ck}/discriminator.safetensors does not fit the discriminator: {res}")
+    load_disc_state(self.D_raw, load_file(ck/'discriminator.safetensors'), f"{ck}/discriminator.safetensors")
     self.opt.load_state_dict(torch.load(ck/'optimizer_student.pt', map_location='cpu', weights_only=True))
     self.d_opt.load_state_dict(torch.load(ck/'optimizer_discriminator.pt', map_location='cpu', weights_only=True))
     rng = ck/f'rng_{self.acc.process_index}.pt'

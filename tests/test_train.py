@@ -155,3 +155,18 @@ def test_errors_name_the_problem(cache, tmp_path):
     with pytest.raises(ValueError, match=r"other settings \(beta: checkpoint 0.1, now 0.5\)"):
         trainer(cache, tmp_path, dataclasses.replace(TINY, beta=0.5))
     trainer(cache, tmp_path, dataclasses.replace(TINY, iterations=2, eval_every=0))   # RESUMABLE keys may change
+
+
+def test_a_discriminator_with_its_own_pixel_format_trains_and_resumes(cache, tmp_path):
+    "The VideoScorer interface: a (tiny) VideoAlign discriminator at 16x16, 4 fps, 12 frames; clips are conformed to it."
+    from afd_nb.videoalign import VideoAlignRewardModel, VideoAlignDiscriminator
+    def D(): return VideoAlignDiscriminator(VideoAlignRewardModel.tiny(output_dim=3), lora_r=4, lora_alpha=8,
+                                            pixel_format=dict(size=(16, 16), fps=4.0, num_frames=12))
+    cfg = dataclasses.replace(TINY, iterations=1)
+    a = trainer(cache, tmp_path, cfg, discriminator=D())
+    row = a.fit()[-1]
+    assert a.d_fmt['size'] == (16, 16) and a.d_data is not a.data and np.isfinite(row['d_loss'])
+    b = trainer(cache, tmp_path, cfg, discriminator=D())
+    from afd_nb.train import disc_parameters
+    assert b.resumed_from is not None
+    assert all(torch.equal(p, q) for p, q in zip(disc_parameters(a.D_raw), disc_parameters(b.D_raw)))
