@@ -9,7 +9,7 @@ from typing import Sequence
 import torch
 
 # %% auto #0
-__all__ = ['BASELINES', 'advantages', 'nft_weights', 'advantage_stats']
+__all__ = ['BASELINES', 'advantages', 'nft_weights', 'advantage_stats', 'advantage_table', 'advantage_inspector']
 
 # %% ../nbs/31_advantage.ipynb #671e41f0
 BASELINES = ("batch", "prompt")
@@ -48,3 +48,33 @@ def advantage_stats(scores: torch.Tensor, r: torch.Tensor) -> dict:
     s = scores.detach().float()
     return dict(score_mean=float(s.mean()), score_std=float(s.std(unbiased=False)), r_mean=float(r.mean()),
                 r_std=float(r.std(unbiased=False)), r_clipped=float(((r <= 0) | (r >= 1)).float().mean()))
+
+# %% ../nbs/31_advantage.ipynb #dcd951b8
+def advantage_table(scores: torch.Tensor, baseline: str = "batch", prompt_ids: Sequence | None = None,
+                    clip: float = 5.0) -> list[dict]:
+    "Rows `{index, score, advantage, r}` sorted by advantage, highest first (the inspector's order)."
+    A, r = advantages(scores, baseline, prompt_ids), nft_weights(scores, baseline, prompt_ids, clip)
+    order = torch.argsort(A, descending=True).tolist()
+    return [dict(index=i, score=float(scores[i]), advantage=float(A[i]), r=float(r[i])) for i in order]
+
+def advantage_inspector(student_clips: Sequence, teacher_clips: Sequence, scores: torch.Tensor,
+                        baseline: str = "batch", prompt_ids: Sequence | None = None, n_frames: int = 6):
+    "ipywidgets: a slider over the batch sorted by advantage (E6), each rollout beside its prompt's teacher clip."
+    import ipywidgets as W, matplotlib.pyplot as plt
+    from IPython.display import display
+    from afd_nb.video import frame_grid
+    if not (len(student_clips) == len(teacher_clips) == len(scores)):
+        raise ValueError(f"{len(student_clips)} rollouts, {len(teacher_clips)} teacher clips, {len(scores)} scores: one each")
+    rows, out = advantage_table(scores, baseline, prompt_ids), W.Output()
+    def show(rank: int):
+        row = rows[rank]; i = row['index']
+        with out:
+            out.clear_output(wait=True)
+            fig = frame_grid([student_clips[i], teacher_clips[i]], n_frames=n_frames,
+                             titles=[f"rollout #{i}: D={row['score']:.2f}  A={row['advantage']:+.2f}  r={row['r']:.2f}",
+                                     f"teacher: {getattr(teacher_clips[i], 'prompt', '')[:60]}"])
+            display(fig); plt.close(fig)
+    slider = W.IntSlider(value=0, min=0, max=len(rows) - 1, description='rank')
+    slider.observe(lambda ch: show(ch['new']), names='value')
+    show(0)
+    return W.VBox([slider, out])

@@ -8,7 +8,8 @@ from __future__ import annotations
 import torch
 
 # %% auto #0
-__all__ = ['implicit_policies', 'nft_loss', 'prior_loss', 'afd_loss', 'old_policy_decay', 'ema_']
+__all__ = ['implicit_policies', 'nft_loss', 'prior_loss', 'afd_loss', 'old_policy_decay', 'ema_', 'noised_state_views',
+           'nft_inspector']
 
 # %% ../nbs/32_nft.ipynb #c37dabda
 def _per_sample_mean(x: torch.Tensor) -> torch.Tensor:
@@ -70,3 +71,43 @@ def ema_(target: list[torch.Tensor], source: list[torch.Tensor], decay: float) -
     "In place `target ← decay · target + (1 - decay) · source`, tensor by tensor."
     if len(target) != len(source): raise ValueError(f"{len(target)} target tensors vs {len(source)} source tensors")
     for a, b in zip(target, source): a.mul_(decay).add_(b.detach().to(a.dtype), alpha=1 - decay)
+
+# %% ../nbs/32_nft.ipynb #dea5501c
+@torch.no_grad()
+def noised_state_views(student, x0: torch.Tensor, prompt: str, t: float, chunk: int = 0, beta: float = 0.1,
+                       noise: torch.Tensor | None = None) -> dict:
+    "Pixels `[3, H, W]` (middle frame of `chunk`) of x_t, v, v_θ, v_old, v⁺, v⁻ for rollout latents `x0` `[1, C, F, H, W]`."
+    from afd_nb.flow import add_noise, velocity_target
+    noise = torch.randn_like(x0) if noise is None else noise
+    K = x0.shape[2] // student.preset.block_size
+    if not 0 <= chunk < K: raise ValueError(f"chunk must be in [0, {K}), got {chunk}")
+    tk = torch.full((1, K), float(t))
+    x_t, v = add_noise(x0, noise, tk.repeat_interleave(student.preset.block_size, 1)), velocity_target(x0, noise)
+    emb, mask = student.encode_prompts([prompt])
+    vel = {}
+    for name in ('default', 'old'):
+        with student.view(name): vel[name] = student.model.velocity(x_t, tk, clean=x0, text_emb=emb, text_mask=mask).float()
+    v_pos, v_neg = implicit_policies(vel['default'], vel['old'], beta)
+    f = chunk * student.preset.block_size + student.preset.block_size // 2
+    dec = lambda z: student.codec.decode(z)[0, :, f * student.codec.stride[0]]
+    return {'x_t': dec(x_t), 'v': dec(v), 'v_θ': dec(vel['default']), 'v_old': dec(vel['old']),
+            'v⁺': dec(v_pos), 'v⁻': dec(v_neg)}
+
+def nft_inspector(student, x0: torch.Tensor, prompt: str, chunk: int = 0, beta: float = 0.1, seed: int = 0):
+    "ipywidgets: a slider over t for one rollout chunk showing x_t, v, v_θ, v_old, v⁺, v⁻ (see `noised_state_views`)."
+    import ipywidgets as W, matplotlib.pyplot as plt
+    from IPython.display import display
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))
+    out = W.Output()
+    def show(t: float):
+        views = noised_state_views(student, x0, prompt, t, chunk, beta, noise)
+        with out:
+            out.clear_output(wait=True)
+            fig, ax = plt.subplots(1, len(views), figsize=(2 * len(views), 2.2))
+            for a, (k, img) in zip(ax, views.items()):
+                a.imshow(((img.clamp(-1, 1) + 1) / 2).permute(1, 2, 0).numpy()); a.set_title(k); a.axis('off')
+            fig.suptitle(f"chunk {chunk}, t = {t:.2f}"); display(fig); plt.close(fig)
+    slider = W.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.05, description='t')
+    slider.observe(lambda ch: show(ch['new']), names='value')
+    show(slider.value)
+    return W.VBox([slider, out])
