@@ -2,6 +2,7 @@
 import dataclasses, json, warnings
 import numpy as np
 import pytest, torch
+from accelerate import Accelerator
 from afd_nb.adapters import adapter_parameters
 from afd_nb.run_state import latest_checkpoint, read_jsonl
 from afd_nb.student import load_student
@@ -28,11 +29,12 @@ def cache(tmp_path_factory):
 def student(name='causal_forcing'):
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')   # "randomly initialised" while no pretrained student is shipped
-        return load_student(name, 'tiny')
+        return load_student(name, 'tiny', device='cpu')   # CPU: the resume test is bit-exact there
 
 
 def trainer(cache, out=None, cfg=TINY, name='causal_forcing', **kw):
-    return Trainer(student(name), load_teacher('physics'), cfg, out, teacher_cache=cache, progress=False, **kw)
+    return Trainer(student(name), load_teacher('physics'), cfg, out, teacher_cache=cache, progress=False,
+                   accelerator=Accelerator(cpu=True), **kw)
 
 
 def fixed_batch(tr):
@@ -141,14 +143,14 @@ def test_teacher_is_asked_once_then_served_from_the_cache(tmp_path):
         def sample(self, prompts, seed):
             calls.append(len(prompts)); return super().sample(prompts, seed)
     cfg = dataclasses.replace(TINY, iterations=0)
-    for _ in range(2): Trainer(student(), Counting(), cfg, None, teacher_cache=tmp_path, progress=False)
+    for _ in range(2): Trainer(student(), Counting(), cfg, None, teacher_cache=tmp_path, progress=False, accelerator=Accelerator(cpu=True))
     assert calls == [4]
 
 
 def test_errors_name_the_problem(cache, tmp_path):
     s = student(); s.add_adapters()
     with pytest.raises(ValueError, match="already has adapters"):
-        Trainer(s, load_teacher('physics'), TINY, None, teacher_cache=cache)
+        Trainer(s, load_teacher('physics'), TINY, None, teacher_cache=cache, accelerator=Accelerator(cpu=True))
     with pytest.raises(ValueError, match="n_teacher_prompts=999 but only 64 prompts"):
         teacher_prompts(load_teacher('physics'), 999)
     trainer(cache, tmp_path, dataclasses.replace(TINY, iterations=1)).fit()
