@@ -172,3 +172,22 @@ def test_a_discriminator_with_its_own_pixel_format_trains_and_resumes(cache, tmp
     from afd_nb.train import disc_parameters
     assert b.resumed_from is not None
     assert all(torch.equal(p, q) for p, q in zip(disc_parameters(a.D_raw), disc_parameters(b.D_raw)))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('args, message', [
+    (['-p', 'student', 'wan'], "unknown student 'wan'; valid students: self_forcing, causal_forcing"),
+    (['-p', 'method', 'ppo'], "unknown method 'ppo'; valid methods: afd, sft"),
+    (['-p', 'teacher', 'nope'], "unknown teacher 'nope'; valid teachers: physics, samples, folder:<path>"),
+    (['-p', 'size', 'real'], "size='real' needs the causal_forcing checkpoint: set `causal_forcing_ckpt`"),
+    (['-p', 'teacher', 'samples'], "n_teacher_prompts=64 but only 8 prompts are available"),
+])
+def test_the_main_job_stops_in_its_first_cell_with_a_clear_message(tmp_path, args, message):
+    "papermill nbs/train_afd.ipynb with a bad value fails before loading anything, naming the problem."
+    import subprocess, sys
+    from afd_nb.core import repo_root
+    env = dict(__import__('os').environ, AFD_CAUSAL_FORCING_CKPT='')
+    p = subprocess.run([sys.executable, '-m', 'papermill', str(repo_root()/'nbs'/'train_afd.ipynb'), str(tmp_path/'o.ipynb'),
+                        *args, '-p', 'out_dir', str(tmp_path/'run')], capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode != 0 and message in p.stdout + p.stderr, (p.stdout + p.stderr)[-2000:]
+    assert not (tmp_path/'run').exists()
