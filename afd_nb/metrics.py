@@ -156,7 +156,9 @@ def _model(theta, spec) -> Scene:
     return Scene(spec['scenario'], spec['domain'], bodies, g, e, L, body_restitution=1.0)
 
 def _residuals(theta, spec) -> np.ndarray:
-    pos = simulate(_model(theta, spec), spec['times']).pos
+    try: pos = simulate(_model(theta, spec), spec['times']).pos
+    except RuntimeError:  # a candidate the simulator cannot settle (lasting contact) fits nothing
+        return np.full(2 * int(spec['mask'].sum()), 2.0 * spec['L'])
     d = pos - spec['target']
     return d[spec['mask']].ravel()
 
@@ -209,6 +211,8 @@ def fit_track(tr: Track, scenario: str, domain: str, shapes, g: float | None = N
                                      f_scale=0.1, diff_step=1e-4, max_nfev=max_nfev)
         if best is None or res.cost < best.cost: best = res
     scene = _model(best.x, spec)
+    try: simulate(scene, tr.times)
+    except RuntimeError: return None   # even the best candidate does not settle: no usable fit
     return Fit(scene, scene.gravity, scene.restitution, float(np.sqrt(np.mean(best.fun**2))))
 
 # %% ../nbs/12_metrics.ipynb #123cc74f
