@@ -54,8 +54,8 @@ class TrainConfig:
     grad_clip: float = 1.0             # max grad norm; 0: no clipping (the norm is still logged)
     lora_rank: int | None = None       # None: the preset's (16 tiny, 256 real)
     lora_alpha: float | None = None    # None: = rank
-    d_lr: float = 1e-4                 # discriminator AdamW
-    d_steps: int = 1                   # M_D discriminator steps per iteration (E4)
+    d_lr: float = 5e-4                 # discriminator AdamW (from scratch: faster than the paper's 5e-6 for a pretrained D)
+    d_steps: int = 2                   # M_D discriminator steps per iteration (E4)
     d_width: int = 32                  # PhysicsDiscriminator width
     d_weight_decay: float = 1e-4
     beta: float = 0.1                  # β of (E8)-(E9)
