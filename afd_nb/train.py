@@ -421,6 +421,8 @@ def _check_resumable(self: Trainer, state: dict, folder: Path) -> None:
     now, then = self.cfg.to_dict(), state['config']
     diff = [f"{k}: checkpoint {then.get(k)!r}, now {now[k]!r}" for k in now if k not in RESUMABLE and then.get(k) != now[k]]
     if state.get('prompts') != self.data.prompts: diff.append("the teacher prompt set differs")
+    for k, v in (('student', self.student.preset.name), ('student_source', self.student.source)):
+        if state.get(k) != v: diff.append(f"{k}: checkpoint {state.get(k)!r}, now {v!r}")
     if diff: raise ValueError(f"{folder} belongs to a run with other settings ({'; '.join(diff)}): resume it with "
                               f"those settings, or pass another out_dir")
 

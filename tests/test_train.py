@@ -191,3 +191,10 @@ def test_the_main_job_stops_in_its_first_cell_with_a_clear_message(tmp_path, arg
                         *args, '-p', 'out_dir', str(tmp_path/'run')], capture_output=True, text=True, env=env, timeout=300)
     assert p.returncode != 0 and message in p.stdout + p.stderr, (p.stdout + p.stderr)[-2000:]
     assert not (tmp_path/'run').exists()
+
+
+def test_a_run_does_not_resume_on_other_student_weights(cache, tmp_path):
+    trainer(cache, tmp_path, dataclasses.replace(TINY, iterations=1)).fit()
+    s = student(); s.source = '/elsewhere/pretrained'   # e.g. a pretrained student shipped after a random-student run
+    with pytest.raises(ValueError, match="student_source: checkpoint '.*', now '/elsewhere/pretrained'"):
+        Trainer(s, load_teacher('physics'), TINY, tmp_path, teacher_cache=cache, accelerator=Accelerator(cpu=True))
