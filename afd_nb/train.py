@@ -31,9 +31,7 @@ from .run_state import (capture_rng, restore_rng, preserved_rng, latest_checkpoi
 
 # %% auto #0
 __all__ = ['METHODS', 'T_DISTS', 'RESUMABLE', 'TrainConfig', 'pixel_format', 'conform_videos', 'teacher_prompts', 'TeacherClips',
-           'disc_parameters', 'disc_state', 'load_disc_state', 'Trainer', 'rollout', 'd_update', 'weights',
-           'afd_losses', 'sft_losses', 'student_step', 'iteration', 'evaluate', 'save', 'resume', 'elapsed_now', 'fit',
-           'plot_curves', 'save_curves']
+           'disc_parameters', 'disc_state', 'load_disc_state', 'Trainer', 'plot_curves', 'save_curves']
 
 # %% ../nbs/33_train.ipynb #8bc2e430
 METHODS = ('afd', 'sft')
@@ -252,13 +250,13 @@ Trainer._draw_batch, Trainer._draw_t_noise = _draw_batch, _draw_t_noise
 
 # %% ../nbs/33_train.ipynb #9481536d
 @torch.no_grad()
-def rollout(self: Trainer, emb: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _rollout(self: Trainer, emb: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     "Rollouts of `θ_old` (view `old`, KV cache, no grad): latents `x_0` `[B, C, f, h, w]` and pixels `y_S` `[B, 3, F, H, W]`."
     with self.student.view('old'):
         x0 = self.student.model.rollout(emb, generator=self.rng, text_mask=mask).float()
     return x0, self.student.codec.decode(x0).float().clamp(-1, 1)
 
-def d_update(self: Trainer, y_T: torch.Tensor, y_S: torch.Tensor, prompts: Sequence[str]) -> dict:
+def _d_update(self: Trainer, y_T: torch.Tensor, y_S: torch.Tensor, prompts: Sequence[str]) -> dict:
     "`M_D` AdamW steps on (E4) over the prompt-paired batch; metrics of the last step (before its update)."
     both, ps = torch.cat([y_T, y_S]), list(prompts) * 2
     for _ in range(self.cfg.d_steps):
@@ -271,7 +269,7 @@ def d_update(self: Trainer, y_T: torch.Tensor, y_S: torch.Tensor, prompts: Seque
     return dict(d_loss=float(loss.detach()), d_acc=bt_accuracy(d_t, d_s), d_margin=float((d_t - d_s).mean()))
 
 @torch.no_grad()
-def weights(self: Trainer, y_S: torch.Tensor, prompts: Sequence[str], idx: Sequence[int]) -> tuple[torch.Tensor, dict]:
+def _weights(self: Trainer, y_S: torch.Tensor, prompts: Sequence[str], idx: Sequence[int]) -> tuple[torch.Tensor, dict]:
     "Scores of the updated D -> weights `r` `[B]` (E6)-(E7) over the global batch; and their stats."
     scores = self.D_raw.score(y_S, list(prompts)).float()
     ids = torch.tensor(list(idx), device=scores.device)
@@ -281,7 +279,7 @@ def weights(self: Trainer, y_S: torch.Tensor, prompts: Sequence[str], idx: Seque
     r = r_all.view(self.acc.num_processes, -1)[self.acc.process_index]
     return r, advantage_stats(all_s, r_all)
 
-Trainer.rollout, Trainer.d_update, Trainer.weights = rollout, d_update, weights
+Trainer.rollout, Trainer.d_update, Trainer.weights = _rollout, _d_update, _weights
 
 # %% ../nbs/33_train.ipynb #191a6d59
 def _velocities(self: Trainer, x_t, t, x0, emb, mask, views: Sequence[str]) -> dict:
@@ -293,7 +291,7 @@ def _velocities(self: Trainer, x_t, t, x0, emb, mask, views: Sequence[str]) -> d
                 out[v] = self.student.model.velocity(x_t, t, clean=x0, text_emb=emb, text_mask=mask).float()
     return out
 
-def afd_losses(self: Trainer, x0: torch.Tensor, emb: torch.Tensor, mask: torch.Tensor, r: torch.Tensor) -> dict:
+def _afd_losses(self: Trainer, x0: torch.Tensor, emb: torch.Tensor, mask: torch.Tensor, r: torch.Tensor) -> dict:
     "(E11) on rollouts `x0` `[b, C, f, h, w]` with weights `r` `[b]`: `dict(loss, nft, prior)`."
     c = self.cfg
     t, noise = self._draw_t_noise(x0)
@@ -304,7 +302,7 @@ def afd_losses(self: Trainer, x0: torch.Tensor, emb: torch.Tensor, mask: torch.T
     kw = dict(adaptive=True, x_t=x_t, t=t, x0=x0) if c.adaptive else {}
     return afd_loss(v_theta, ref['old'], v_ref, v, r.to(v_theta.device), c.beta, c.prior_weight, **kw)
 
-def sft_losses(self: Trainer, x0: torch.Tensor, emb: torch.Tensor, mask: torch.Tensor) -> dict:
+def _sft_losses(self: Trainer, x0: torch.Tensor, emb: torch.Tensor, mask: torch.Tensor) -> dict:
     "Off-policy flow matching on teacher latents `x0` (history from the teacher clip) `+ λ L_prior`: `dict(loss, fm, prior)`."
     c = self.cfg
     t, noise = self._draw_t_noise(x0)
@@ -316,7 +314,7 @@ def sft_losses(self: Trainer, x0: torch.Tensor, emb: torch.Tensor, mask: torch.T
     prior = prior_loss(v_theta, ref['ref']).mean() if use_prior else torch.zeros((), device=fm.device)
     return dict(loss=fm + (c.prior_weight * prior if use_prior else 0), fm=float(fm.detach()), prior=float(prior.detach()))
 
-def student_step(self: Trainer, loss: torch.Tensor) -> float:
+def _student_step(self: Trainer, loss: torch.Tensor) -> float:
     "Backward, clip the `default` adapter's gradient norm to `grad_clip`, AdamW step; returns the norm before clipping."
     self.acc.backward(loss)
     gn = self.acc.clip_grad_norm_(self.params, self.cfg.grad_clip if self.cfg.grad_clip > 0 else float('inf'))
@@ -324,7 +322,7 @@ def student_step(self: Trainer, loss: torch.Tensor) -> float:
     self.opt.zero_grad(set_to_none=True)
     return float(gn)
 
-Trainer._velocities, Trainer.afd_losses, Trainer.sft_losses, Trainer.student_step = _velocities, afd_losses, sft_losses, student_step
+Trainer._velocities, Trainer.afd_losses, Trainer.sft_losses, Trainer.student_step = _velocities, _afd_losses, _sft_losses, _student_step
 
 # %% ../nbs/33_train.ipynb #2beb7a21
 def _mean_rows(rows: list[dict]) -> dict:
@@ -341,7 +339,7 @@ def _student_updates(self: Trainer, x0, emb, mask, r=None) -> dict:
         rows.append({'loss': float(loss), **out, 'grad_norm': self.student_step(loss)})
     return _mean_rows(rows)
 
-def iteration(self: Trainer) -> dict:
+def _iteration(self: Trainer) -> dict:
     "One iteration of Algorithm 1 (method 'afd') or of SFT; returns its metrics row."
     t0, c = time.time(), self.cfg
     idx = self._draw_batch()
@@ -368,10 +366,10 @@ def iteration(self: Trainer) -> dict:
         row = dict(zip(keys, vals.tolist()))
     return dict(kind='train', iteration=self.step, method=c.method, **row, time_s=time.time() - t0)
 
-Trainer._student_updates, Trainer.iteration = _student_updates, iteration
+Trainer._student_updates, Trainer.iteration = _student_updates, _iteration
 
 # %% ../nbs/33_train.ipynb #8c06f020
-def evaluate(self: Trainer, prompts: Sequence[str] | None = None, view: str = 'default', seed: int | None = None,
+def _evaluate(self: Trainer, prompts: Sequence[str] | None = None, view: str = 'default', seed: int | None = None,
              batch_size: int | None = None, progress: bool = False) -> EvalResult:
     "Roll out view `view` ('default' θ, 'old', 'ref' = the base student) on `prompts` and score; the training RNG is untouched."
     with preserved_rng({'train': self.rng}), self.student.view(view):
@@ -388,10 +386,10 @@ def _periodic_eval(self: Trainer) -> None:
         self._log(dict(kind='eval', iteration=self.step, **res.headline()))
     self.acc.wait_for_everyone()
 
-Trainer.evaluate, Trainer._log, Trainer._periodic_eval = evaluate, _log, _periodic_eval
+Trainer.evaluate, Trainer._log, Trainer._periodic_eval = _evaluate, _log, _periodic_eval
 
 # %% ../nbs/33_train.ipynb #57b87b55
-def save(self: Trainer) -> Path | None:
+def _save(self: Trainer) -> Path | None:
     "Write an atomic checkpoint of the current step under `out_dir/checkpoints` (main process; RNG of every process)."
     if self.out_dir is None: return None
     root = self.out_dir/'checkpoints'
@@ -426,7 +424,7 @@ def _check_resumable(self: Trainer, state: dict, folder: Path) -> None:
     if diff: raise ValueError(f"{folder} belongs to a run with other settings ({'; '.join(diff)}): resume it with "
                               f"those settings, or pass another out_dir")
 
-def resume(self: Trainer) -> Path | None:
+def _resume(self: Trainer) -> Path | None:
     "Load the newest checkpoint of `out_dir` (if any): adapters, φ, optimisers, RNG, step, metrics. Returns its folder."
     if self.out_dir is None or (ck := latest_checkpoint(self.out_dir/'checkpoints')) is None: return None
     state = json.loads((ck/'state.json').read_text())
@@ -443,14 +441,14 @@ def resume(self: Trainer) -> Path | None:
     if self.is_main: write_jsonl(self.out_dir/'metrics.jsonl', self.history)  # drop rows past the checkpoint
     return ck
 
-Trainer.save, Trainer._check_resumable, Trainer.resume = save, _check_resumable, resume
+Trainer.save, Trainer._check_resumable, Trainer.resume = _save, _check_resumable, _resume
 
 # %% ../nbs/33_train.ipynb #fb358a8f
-def elapsed_now(self: Trainer) -> float:
+def _elapsed_now(self: Trainer) -> float:
     "Seconds this run has trained (over all sessions, with evaluations and checkpoints)."
     return self.elapsed + (time.time() - self._t_start if getattr(self, '_t_start', None) else 0.0)
 
-def fit(self: Trainer, iterations: int | None = None, stop_after: int | None = None,
+def _fit(self: Trainer, iterations: int | None = None, stop_after: int | None = None,
         max_minutes: float | None = None) -> list[dict]:
     """Train up to `iterations` (default: the config's) from the current step; stop early after `stop_after`
     iterations in all or after `max_minutes` of run time (both checkpointed). Returns the metrics rows."""
@@ -477,7 +475,7 @@ def fit(self: Trainer, iterations: int | None = None, stop_after: int | None = N
     if self.is_main and self.out_dir is not None and self.history: save_curves(self.history, self.out_dir/'curves.png')
     return self.history
 
-Trainer.elapsed_now, Trainer.fit = elapsed_now, fit
+Trainer.elapsed_now, Trainer.fit = _elapsed_now, _fit
 
 # %% ../nbs/33_train.ipynb #de3f4d00
 def _smooth(y: np.ndarray, k: int) -> np.ndarray:
