@@ -86,7 +86,7 @@ def bt_train_step(D: VideoScorer, opt: torch.optim.Optimizer, y_teacher: torch.T
     d_t, d_s = D.score(y_teacher, prompts, **score_kw), D.score(y_student, prompts, **score_kw)
     loss = bt_loss(d_t, d_s)
     opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
-    return dict(d_loss=float(loss.detach()), d_acc=bt_accuracy(d_t, d_s), d_margin=float((d_t - d_s).mean()))
+    return dict(d_loss=float(loss.detach()), d_acc=bt_accuracy(d_t, d_s), d_margin=float((d_t - d_s).detach().mean()))
 
 # %% ../nbs/30_discriminator.ipynb #721705f9
 def bt_calibration(d_teacher: torch.Tensor, d_student: torch.Tensor, bins: int = 8, seed: int = 0) -> tuple:
