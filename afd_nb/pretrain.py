@@ -25,8 +25,8 @@ from .world import PHYSICS_VARIANTS, parse_prompt, physics_variant, render, samp
 # %% auto #0
 __all__ = ['WRONG_PHYSICS', 'CorpusSpec', 'eval_prompts', 'training_prompts', 'assign_variants', 'Corpus', 'render_clip',
            'build_corpus', 'load_corpus', 'chunk_times', 'frame_times', 'text_embeddings', 'flow_loss',
-           'PretrainConfig', 'step_generator', 'ema_update', 'trainable', 'PretrainRun', 'sample_grid', 'plot_history',
-           'save_pretrained_student']
+           'random_student', 'PretrainConfig', 'step_generator', 'ema_update', 'trainable', 'PretrainRun',
+           'sample_grid', 'plot_history', 'robust_evaluate', 'save_pretrained_student']
 
 # %% ../nbs/26_pretrain.ipynb #a01485a8
 WRONG_PHYSICS = tuple(k for k in PHYSICS_VARIANTS if k != 'true')
@@ -182,6 +182,17 @@ def flow_loss(model, text, x0: torch.Tensor, prompts: Sequence[str], t_chunks: t
     v = model.velocity(x_t, t_chunks.to(x0.device), x0, emb, mask)
     w = 1.0 + object_weight * (x0 < background - 0.1).to(x0.dtype)                    # non-white pixels
     return (w * (v.float() - target) ** 2).sum() / w.sum()
+
+# %% ../nbs/26_pretrain.ipynb #39ed5fd3
+def random_student(name: str = 'self_forcing', seed: int = 0, device='cpu'):
+    "A tiny `Student` of preset `name` with random weights from `seed` (what pretraining starts from)."
+    from diffusers import WanTransformer3DModel
+    from afd_nb.student import CausalWan, Student, get_preset
+    p = get_preset(name, 'tiny')
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        tr = WanTransformer3DModel(**p.transformer).to(device)
+    return Student(CausalWan(tr, p.block_size, p.sigmas, p.num_frames, p.latent_hw), p, source=f'random (seed {seed})')
 
 # %% ../nbs/26_pretrain.ipynb #5c3d2536
 @dataclass
@@ -354,6 +365,25 @@ def plot_history(history: Sequence[dict], path: str | Path | None = None):
     return fig
 
 # %% ../nbs/26_pretrain.ipynb #979dc45f
+def _failed_report(prompt: str, err: Exception) -> dict:
+    pp = parse_prompt(prompt)
+    r = {'domain': pp.domain, 'scenario': pp.scenario, 'found': 0.0, 'scoring_error': 1.0,
+         'physics_score' if pp.domain == 'physics' else 'general_score': 0.0, 'error': repr(err)[:300], 'prompt': prompt}
+    if pp.domain == 'general': r['object_ok'] = 0.0
+    return r
+
+def robust_evaluate(student, prompts: Sequence[str], seed: int = 0, batch_size: int = 16, progress: bool = True):
+    "`evaluate_student`, with a clip whose scoring raises scored 0 and flagged `scoring_error` (see above)."
+    from afd_nb.evaluate import EvalResult, sample_clips, score_clip
+    from afd_nb.metrics import aggregate_reports
+    clips, reports = sample_clips(student, list(prompts), seed, batch_size, progress), []
+    for c in clips:
+        try: reports.append({**score_clip(c), 'scoring_error': 0.0})
+        except Exception as e: reports.append(_failed_report(c.prompt, e))
+    summary = {d: aggregate_reports([r for r in reports if r['domain'] == d]) for d in dict.fromkeys(r['domain'] for r in reports)}
+    return EvalResult(clips, reports, summary)
+
+# %% ../nbs/26_pretrain.ipynb #f729102f
 def _periodic(self: PretrainRun) -> None:
     "Sample grid / evaluation / checkpoint when their period divides the step."
     import matplotlib.pyplot as plt
@@ -363,8 +393,7 @@ def _periodic(self: PretrainRun) -> None:
         fig = sample_grid(self.ema_student, cfg.sample_prompts, seed=0)
         fig.savefig(self.out/'samples'/f'step_{s:06d}.png', dpi=80); plt.close(fig)
     if cfg.eval_every and cfg.eval_prompts and s % cfg.eval_every == 0:
-        from afd_nb.evaluate import evaluate_student
-        res = evaluate_student(self.ema_student, list(cfg.eval_prompts), seed=0, progress=False)
+        res = robust_evaluate(self.ema_student, list(cfg.eval_prompts), seed=0, progress=False)
         self.history.append({'step': s, 'eval': res.headline()})
     if cfg.ckpt_every and s % cfg.ckpt_every == 0: self.save()
 

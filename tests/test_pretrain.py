@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from afd_nb.pretrain import (CorpusSpec, PretrainConfig, PretrainRun, WRONG_PHYSICS, _norm, assign_variants,
-                             build_corpus, chunk_times, eval_prompts, flow_loss, load_corpus, training_prompts)
+                             build_corpus, chunk_times, eval_prompts, flow_loss, load_corpus, random_student,
+                             training_prompts)
 from afd_nb.student import load_student
 from afd_nb.text import load_text_encoder
 from afd_nb.world import parse_prompt
@@ -18,11 +19,8 @@ def corpus(tmp_path_factory):
 
 
 def fresh(seed=0):
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        st = load_student('self_forcing', 'tiny', device='cpu')
-    torch.manual_seed(seed)
-    return st, load_text_encoder('tiny', device='cpu')
+    "A random tiny student (not the shipped weights) and a random tiny text encoder."
+    return random_student('self_forcing', seed), load_text_encoder('tiny', device='cpu')
 
 
 def test_corpus_mix_matches_true_fraction(corpus):
@@ -133,3 +131,21 @@ def test_shipped_student_quality(name):
                          progress=False).headline()
     assert h['general/object_ok'] >= 0.95 and h['general/general_score'] >= 0.8, h
     assert h['physics/found'] >= 0.9 and h['physics/physics_score'] < 0.8, h
+
+
+def test_robust_evaluate_scores_failing_clips_zero(monkeypatch):
+    "A clip whose scoring raises (the world's fit on a degenerate track) counts as a 0 instead of killing the run."
+    import afd_nb.evaluate as ev
+    from afd_nb.pretrain import robust_evaluate
+    from afd_nb.teachers import load_prompts
+    st, _ = fresh()
+    prompts = load_prompts('general', 'eval')[:2] + load_prompts('physics', 'eval')[:1]
+    real = ev.score_clip
+    def flaky(clip, prompt=None):
+        if clip.prompt == prompts[0]: raise RuntimeError('more than 10000 events')
+        return real(clip, prompt)
+    monkeypatch.setattr(ev, 'score_clip', flaky)
+    res = robust_evaluate(st, prompts, batch_size=3, progress=False)
+    assert [r['scoring_error'] for r in res.reports] == [1.0, 0.0, 0.0]
+    assert res.reports[0]['general_score'] == 0.0 and res.reports[0]['object_ok'] == 0.0
+    assert res.summary['general']['scoring_error']['mean'] == 0.5 and 'physics' in res.summary
