@@ -157,7 +157,7 @@ def _model(theta, spec) -> Scene:
 
 def _residuals(theta, spec) -> np.ndarray:
     try: pos = simulate(_model(theta, spec), spec['times']).pos
-    except RuntimeError:  # a candidate the simulator cannot settle (lasting contact) fits nothing
+    except (RuntimeError, ValueError):  # a candidate the world cannot simulate (lasting contact, degenerate body) fits nothing
         return np.full(2 * int(spec['mask'].sum()), 2.0 * spec['L'])
     d = pos - spec['target']
     return d[spec['mask']].ravel()
@@ -197,6 +197,7 @@ def fit_track(tr: Track, scenario: str, domain: str, shapes, g: float | None = N
     if tr.times is None: raise ValueError("the track has no times: track the clip with its fps")
     if (tr.present.sum(0) < 4).any(): return None
     radii = np.nanmedian(tr.radius(shapes), 0)
+    if not (np.isfinite(radii) & (radii > 0)).all(): return None   # a degenerate blob: no body to fit
     physics = domain == 'physics'
     spec = dict(L=tr.world_size, scenario=scenario, domain=domain, shapes=list(shapes), colors=list(tr.colors),
                 radii=list(radii), fixed_v=[_FIXED_V.get(scenario, (False, False))] * len(radii),
@@ -212,7 +213,7 @@ def fit_track(tr: Track, scenario: str, domain: str, shapes, g: float | None = N
         if best is None or res.cost < best.cost: best = res
     scene = _model(best.x, spec)
     try: simulate(scene, tr.times)
-    except RuntimeError: return None   # even the best candidate does not settle: no usable fit
+    except (RuntimeError, ValueError): return None   # even the best candidate does not settle: no usable fit
     return Fit(scene, scene.gravity, scene.restitution, float(np.sqrt(np.mean(best.fun**2))))
 
 # %% ../nbs/12_metrics.ipynb #123cc74f

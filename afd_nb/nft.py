@@ -58,7 +58,7 @@ def afd_loss(v_theta: torch.Tensor, v_old: torch.Tensor, v_ref: torch.Tensor, v_
     "(E11) `L_AFD = L_NFT + λ L_prior`, batch means: a dict with `loss` (to backprop), `nft`, `prior` (floats)."
     nft = nft_loss(v_theta, v_old, v_target, r, beta, **adaptive_kw).mean()
     prior = prior_loss(v_theta, v_ref).mean()
-    return dict(loss=nft + prior_weight * prior, nft=float(nft), prior=float(prior))
+    return dict(loss=nft + prior_weight * prior, nft=float(nft.detach()), prior=float(prior.detach()))
 
 # %% ../nbs/32_nft.ipynb #99f8b779
 def old_policy_decay(step: int, rate: float = 0.001, max_decay: float = 0.5) -> float:

@@ -172,12 +172,14 @@ def test_aggregate_reports():
     assert agg['x'] == {'mean': 2.0, 'std': 0.0, 'n': 1} and 'name' not in agg
 
 
-def test_unsettling_fit_candidates_do_not_crash_reports(monkeypatch):
-    "A fit candidate the simulator cannot settle (lasting contact) counts as a bad fit, never an exception."
+@pytest.mark.parametrize('error', [RuntimeError("more than 10000 events: the scene does not settle"),
+                                   ValueError("radius must be > 0")])
+def test_unsettling_fit_candidates_do_not_crash_reports(monkeypatch, error):
+    "A fit candidate the world cannot simulate (lasting contact, degenerate body) is a bad fit, never an exception."
     import afd_nb.metrics as M
     p = sample_prompts('physics', 1, seed=4)[0]
     frames = render(scene_from_prompt(p, 0), 32, 8.0, 24)
-    def unsettled(*a, **k): raise RuntimeError("more than 10000 events: the scene does not settle")
+    def unsettled(*a, **k): raise error
     monkeypatch.setattr(M, 'simulate', unsettled)
     rep = M.physics_report(frames, p, fps=8.0)
     assert rep['present'] == 1.0 and rep['accel_score'] == 0.0 and 0 <= rep['physics_score'] < 0.5
