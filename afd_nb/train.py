@@ -336,7 +336,7 @@ def _student_updates(self: Trainer, x0, emb, mask, r=None) -> dict:
         j = order[s:s + mb]
         out = self.afd_losses(x0[j], emb[j], mask[j], r[j]) if r is not None else self.sft_losses(x0[j], emb[j], mask[j])
         loss = out.pop('loss')
-        rows.append({'loss': float(loss), **out, 'grad_norm': self.student_step(loss)})
+        rows.append({'loss': float(loss.detach()), **out, 'grad_norm': self.student_step(loss)})
     return _mean_rows(rows)
 
 def _iteration(self: Trainer) -> dict:

@@ -18,15 +18,6 @@ B, F, HW = 2, 6, (4, 4)
 def rel(a, b): return ((a - b).norm() / b.norm()).item()
 
 
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    "These tensors are tiny: with 2 OpenMP threads on a shared 2-core machine the tests run 2-100x slower."
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope='module')
 def plain():
     torch.manual_seed(0)

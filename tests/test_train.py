@@ -12,15 +12,6 @@ from afd_nb.train import Trainer, TrainConfig, teacher_prompts
 TINY = TrainConfig(iterations=4, batch_size=2, n_teacher_prompts=4, eval_every=0, ckpt_every=1)
 
 
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    "Tiny tensors on a shared 2-core machine: one thread is several times faster than two."
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope='module')
 def cache(tmp_path_factory):
     return tmp_path_factory.mktemp('teacher_cache')
@@ -111,7 +102,7 @@ def _repeat_steps(tr, loss_fn, n=4):
     for _ in range(n):
         tr.rng.set_state(state)
         o = loss_fn()
-        out.append(float(o['loss']))
+        out.append(float(o['loss'].detach()))
         tr.student_step(o['loss'])
     return out
 
