@@ -19,8 +19,8 @@ from .video import Clip, frame_grid
 from .world import parse_prompt
 
 # %% auto #0
-__all__ = ['FOUND_FRACTION', 'score_clip', 'EvalResult', 'evaluate_clips', 'student_fps', 'sample_clips', 'evaluate_student',
-           'video_grid']
+__all__ = ['FOUND_FRACTION', 'score_clip', 'EvalResult', 'failed_report', 'evaluate_clips', 'student_fps', 'sample_clips',
+           'evaluate_student', 'video_grid']
 
 # %% ../nbs/25_evaluate.ipynb #cf158dcf
 FOUND_FRACTION = 0.9  # a clip "draws the scene" when its objects are visible in >= 90% of frames
@@ -54,11 +54,28 @@ class EvalResult:
         h = ', '.join(f'{k}={v:.3f}' for k, v in self.headline().items())
         return f"EvalResult({len(self.clips)} clips: {h})"
 
-def evaluate_clips(clips: Sequence[Clip], prompts: Sequence[str] | None = None, progress: bool = False) -> EvalResult:
-    "Score `clips` (their own `.prompt` unless `prompts` is given) and aggregate per domain."
+def failed_report(prompt: str, err: Exception) -> dict:
+    "The report of a clip whose scoring raised (e.g. the world's fit cannot settle a degenerate blob): scores 0."
+    pp = parse_prompt(prompt)
+    r = {'domain': pp.domain, 'scenario': pp.scenario, 'found': 0.0, 'scoring_error': 1.0,
+         'physics_score' if pp.domain == 'physics' else 'general_score': 0.0, 'error': repr(err)[:300], 'prompt': prompt}
+    if pp.domain == 'general': r['object_ok'] = 0.0
+    return r
+
+def evaluate_clips(clips: Sequence[Clip], prompts: Sequence[str] | None = None, progress: bool = False,
+                   strict: bool = False) -> EvalResult:
+    """Score `clips` (their own `.prompt` unless `prompts` is given) and aggregate per domain.
+    A clip whose scoring raises scores 0 and is flagged `scoring_error` (one odd clip must not end an hour of
+    training); `strict=True` re-raises instead. A prompt outside the grammar always raises."""
     prompts = list(prompts) if prompts is not None else [c.prompt for c in clips]
     if len(prompts) != len(clips): raise ValueError(f"{len(clips)} clips but {len(prompts)} prompts")
-    reports = [score_clip(c, p) for c, p in zip(tqdm(clips, desc='scoring', disable=not progress), prompts)]
+    reports = []
+    for c, p in zip(tqdm(clips, desc='scoring', disable=not progress), prompts):
+        parse_prompt(p)  # a bad prompt is the caller's error, not the clip's
+        try: reports.append({**score_clip(c, p), 'scoring_error': 0.0})
+        except Exception as e:
+            if strict: raise
+            reports.append(failed_report(p, e))
     summary = {dom: aggregate_reports([r for r in reports if r['domain'] == dom])
                for dom in dict.fromkeys(r['domain'] for r in reports)}
     return EvalResult(list(clips), reports, summary)

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .core import frames_to_batch, runs_dir
+from .evaluate import evaluate_student
 from .flow import add_noise, velocity_target, sample_train_t
 from .teachers import load_prompts
 from .text import clean_prompt
@@ -26,7 +27,7 @@ from .world import PHYSICS_VARIANTS, parse_prompt, physics_variant, render, samp
 __all__ = ['WRONG_PHYSICS', 'CorpusSpec', 'eval_prompts', 'training_prompts', 'assign_variants', 'Corpus', 'render_clip',
            'build_corpus', 'load_corpus', 'chunk_times', 'frame_times', 'text_embeddings', 'flow_loss',
            'random_student', 'PretrainConfig', 'step_generator', 'ema_update', 'trainable', 'PretrainRun',
-           'sample_grid', 'plot_history', 'robust_evaluate', 'save_pretrained_student']
+           'sample_grid', 'plot_history', 'save_pretrained_student']
 
 # %% ../nbs/26_pretrain.ipynb #a01485a8
 WRONG_PHYSICS = tuple(k for k in PHYSICS_VARIANTS if k != 'true')
@@ -364,26 +365,7 @@ def plot_history(history: Sequence[dict], path: str | Path | None = None):
     if path is not None: fig.savefig(path, dpi=90)
     return fig
 
-# %% ../nbs/26_pretrain.ipynb #979dc45f
-def _failed_report(prompt: str, err: Exception) -> dict:
-    pp = parse_prompt(prompt)
-    r = {'domain': pp.domain, 'scenario': pp.scenario, 'found': 0.0, 'scoring_error': 1.0,
-         'physics_score' if pp.domain == 'physics' else 'general_score': 0.0, 'error': repr(err)[:300], 'prompt': prompt}
-    if pp.domain == 'general': r['object_ok'] = 0.0
-    return r
-
-def robust_evaluate(student, prompts: Sequence[str], seed: int = 0, batch_size: int = 16, progress: bool = True):
-    "`evaluate_student`, with a clip whose scoring raises scored 0 and flagged `scoring_error` (see above)."
-    from afd_nb.evaluate import EvalResult, sample_clips, score_clip
-    from afd_nb.metrics import aggregate_reports
-    clips, reports = sample_clips(student, list(prompts), seed, batch_size, progress), []
-    for c in clips:
-        try: reports.append({**score_clip(c), 'scoring_error': 0.0})
-        except Exception as e: reports.append(_failed_report(c.prompt, e))
-    summary = {d: aggregate_reports([r for r in reports if r['domain'] == d]) for d in dict.fromkeys(r['domain'] for r in reports)}
-    return EvalResult(clips, reports, summary)
-
-# %% ../nbs/26_pretrain.ipynb #f729102f
+# %% ../nbs/26_pretrain.ipynb #dedefec7
 def _periodic(self: PretrainRun) -> None:
     "Sample grid / evaluation / checkpoint when their period divides the step."
     import matplotlib.pyplot as plt
@@ -393,7 +375,7 @@ def _periodic(self: PretrainRun) -> None:
         fig = sample_grid(self.ema_student, cfg.sample_prompts, seed=0)
         fig.savefig(self.out/'samples'/f'step_{s:06d}.png', dpi=80); plt.close(fig)
     if cfg.eval_every and cfg.eval_prompts and s % cfg.eval_every == 0:
-        res = robust_evaluate(self.ema_student, list(cfg.eval_prompts), seed=0, progress=False)
+        res = evaluate_student(self.ema_student, list(cfg.eval_prompts), seed=0, progress=False)  # failures score 0
         self.history.append({'step': s, 'eval': res.headline()})
     if cfg.ckpt_every and s % cfg.ckpt_every == 0: self.save()
 

@@ -372,11 +372,10 @@ Trainer._student_updates, Trainer.iteration = _student_updates, _iteration
 def _evaluate(self: Trainer, prompts: Sequence[str] | None = None, view: str = 'default', seed: int | None = None,
              batch_size: int | None = None, progress: bool = False) -> EvalResult:
     """Roll out view `view` ('default' θ, 'old', 'ref' = the base student) on `prompts` and score; the training RNG is
-    untouched. Scoring goes through `afd_nb.pretrain.robust_evaluate`: a clip whose world fit raises scores 0."""
-    from afd_nb.pretrain import robust_evaluate   # a clip whose scoring raises counts 0, flagged `scoring_error`
+    untouched. A clip whose world fit raises scores 0 (flagged `scoring_error`, see `evaluate_clips`)."""
     with preserved_rng({'train': self.rng}), self.student.view(view):
-        return robust_evaluate(self.student, list(prompts or self.eval_set), self.cfg.eval_seed if seed is None else seed,
-                               batch_size or max(self.cfg.batch_size, 8), progress)
+        return evaluate_student(self.student, list(prompts or self.eval_set), self.cfg.eval_seed if seed is None else seed,
+                                batch_size or max(self.cfg.batch_size, 8), progress)
 
 def _log(self: Trainer, row: dict) -> None:
     self.history.append(row)

@@ -30,3 +30,21 @@ def test_general_domain_and_missing_object():
     assert r['found'] == 0 and r['general_score'] == 0
     assert FOUND_FRACTION == 0.9
     with pytest.raises(ValueError, match="2 clips but 1 prompts"): evaluate_clips(clips, prompts=clips[0].prompt[:1].split())
+
+
+def test_a_clip_whose_scoring_raises_scores_zero(monkeypatch):
+    "A clip whose scoring raises (the world's fit on a degenerate track) counts as a 0 instead of ending the evaluation."
+    import afd_nb.evaluate as ev
+    gen, phy = sample_prompts('general', 2, seed=3), sample_prompts('physics', 1, seed=3)
+    clips = [Clip(render(scene_from_prompt(p, 0), 32, 8.0, 24), 8.0, p) for p in gen + phy]
+    real = ev.score_clip
+    def flaky(clip, prompt=None):
+        if (prompt or clip.prompt) == gen[0]: raise RuntimeError('more than 10000 events')
+        return real(clip, prompt)
+    monkeypatch.setattr(ev, 'score_clip', flaky)
+    res = evaluate_clips(clips)
+    assert [r['scoring_error'] for r in res.reports] == [1.0, 0.0, 0.0]
+    assert res.reports[0]['general_score'] == 0.0 and res.reports[0]['object_ok'] == 0.0
+    assert res.summary['general']['scoring_error']['mean'] == 0.5 and res.summary['physics']['physics_score']['mean'] > 0.9
+    with pytest.raises(RuntimeError, match='10000 events'): evaluate_clips(clips, strict=True)
+    with pytest.raises(ValueError, match='cannot parse'): evaluate_clips(clips[:1], prompts=['a dog barks'])
