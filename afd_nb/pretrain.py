@@ -173,15 +173,17 @@ def text_embeddings(text, prompts: Sequence[str], device=None) -> tuple[torch.Te
     return h.masked_fill(~mask[..., None], 0).to(dev), mask.to(dev)
 
 def flow_loss(model, text, x0: torch.Tensor, prompts: Sequence[str], t_chunks: torch.Tensor, noise: torch.Tensor,
-              object_weight: float = 0.0, background: float = 1.0) -> torch.Tensor:
+              object_weight: float = 0.0, background: float = 1.0, first_chunk_weight: float = 1.0) -> torch.Tensor:
     """Teacher-forced chunked flow matching (E1-E2): `x0`, `noise` latents `[B, C, F, H, W]`, `t_chunks [B, K]`.
-    History = the clip's own clean latents; returns the (object-weighted) mean squared error, a scalar."""
+    History = the clip's own clean latents; returns the weighted mean squared error, a scalar: weight
+    `1 + object_weight` on non-background elements, times `first_chunk_weight` on chunk 0's frames."""
     Fn, b = x0.shape[2], model.block_size
     t = frame_times(t_chunks, Fn, b).to(x0.device)
     x_t, target = add_noise(x0, noise, t), velocity_target(x0, noise)                  # (E1), (E2)
     emb, mask = text_embeddings(text, prompts, x0.device)
     v = model.velocity(x_t, t_chunks.to(x0.device), x0, emb, mask)
     w = 1.0 + object_weight * (x0 < background - 0.1).to(x0.dtype)                    # non-white pixels
+    w[:, :, :b] *= first_chunk_weight                                                 # chunk 0: no history
     return (w * (v.float() - target) ** 2).sum() / w.sum()
 
 # %% ../nbs/26_pretrain.ipynb #39ed5fd3
@@ -209,6 +211,7 @@ class PretrainConfig:
     ema_decay: float = 0.99
     sigma_mix: float = 0.5
     object_weight: float = 2.0
+    first_chunk_weight: float = 1.0
     seed: int = 0
     max_minutes: float | None = None     # stop (and checkpoint) once this much training wall time is spent
     ckpt_every: int = 50
@@ -323,7 +326,7 @@ def _train_step(self: PretrainRun, corpus: Corpus) -> dict:
     t = chunk_times(cfg.batch_size, K, st.preset.sigmas, cfg.sigma_mix, g)
     noise = torch.randn(x0.shape, generator=g).to(x0)
     st.model.train(); self.text.model.train()
-    loss = flow_loss(st.model, self.text, x0, prompts, t, noise, cfg.object_weight)
+    loss = flow_loss(st.model, self.text, x0, prompts, t, noise, cfg.object_weight, first_chunk_weight=cfg.first_chunk_weight)
     lr = cfg.lr_at(self.step)
     for grp in self.opt.param_groups: grp['lr'] = lr * grp['lr_scale']
     self.opt.zero_grad(set_to_none=True)
