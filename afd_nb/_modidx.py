@@ -221,6 +221,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'afd_nb.pretrain.render_clip': ('pretrain.html#render_clip', 'afd_nb/pretrain.py'),
                                  'afd_nb.pretrain.sample_grid': ('pretrain.html#sample_grid', 'afd_nb/pretrain.py'),
                                  'afd_nb.pretrain.save_pretrained_student': ('pretrain.html#save_pretrained_student', 'afd_nb/pretrain.py'),
+                                 'afd_nb.pretrain.self_history': ('pretrain.html#self_history', 'afd_nb/pretrain.py'),
                                  'afd_nb.pretrain.step_generator': ('pretrain.html#step_generator', 'afd_nb/pretrain.py'),
                                  'afd_nb.pretrain.text_embeddings': ('pretrain.html#text_embeddings', 'afd_nb/pretrain.py'),
                                  'afd_nb.pretrain.trainable': ('pretrain.html#trainable', 'afd_nb/pretrain.py'),

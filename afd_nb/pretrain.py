@@ -18,14 +18,14 @@ from tqdm.auto import tqdm
 
 from .core import frames_to_batch, runs_dir
 from .evaluate import evaluate_student
-from .flow import add_noise, velocity_target, sample_train_t
+from .flow import add_noise, velocity_target, sample_train_t, x0_from_velocity
 from .teachers import load_prompts
 from .text import clean_prompt
 from .world import PHYSICS_VARIANTS, parse_prompt, physics_variant, render, sample_prompts, scene_from_prompt
 
 # %% auto #0
 __all__ = ['WRONG_PHYSICS', 'CorpusSpec', 'eval_prompts', 'training_prompts', 'assign_variants', 'Corpus', 'render_clip',
-           'build_corpus', 'load_corpus', 'chunk_times', 'frame_times', 'text_embeddings', 'flow_loss',
+           'build_corpus', 'load_corpus', 'chunk_times', 'frame_times', 'text_embeddings', 'flow_loss', 'self_history',
            'random_student', 'PretrainConfig', 'step_generator', 'ema_update', 'trainable', 'PretrainRun',
            'sample_grid', 'plot_history', 'save_pretrained_student']
 
@@ -173,18 +173,37 @@ def text_embeddings(text, prompts: Sequence[str], device=None) -> tuple[torch.Te
     return h.masked_fill(~mask[..., None], 0).to(dev), mask.to(dev)
 
 def flow_loss(model, text, x0: torch.Tensor, prompts: Sequence[str], t_chunks: torch.Tensor, noise: torch.Tensor,
-              object_weight: float = 0.0, background: float = 1.0, first_chunk_weight: float = 1.0) -> torch.Tensor:
+              object_weight: float = 0.0, background: float = 1.0, first_chunk_weight: float = 1.0,
+              history: torch.Tensor | None = None) -> torch.Tensor:
     """Teacher-forced chunked flow matching (E1-E2): `x0`, `noise` latents `[B, C, F, H, W]`, `t_chunks [B, K]`.
-    History = the clip's own clean latents; returns the weighted mean squared error, a scalar: weight
-    `1 + object_weight` on non-background elements, times `first_chunk_weight` on chunk 0's frames."""
+    History = the clip's own clean latents, or `history` (same shape, e.g. from `self_history`); returns the weighted
+    mean squared error, a scalar: weight `1 + object_weight` on non-background elements, times `first_chunk_weight`
+    on chunk 0's frames."""
     Fn, b = x0.shape[2], model.block_size
     t = frame_times(t_chunks, Fn, b).to(x0.device)
     x_t, target = add_noise(x0, noise, t), velocity_target(x0, noise)                  # (E1), (E2)
     emb, mask = text_embeddings(text, prompts, x0.device)
-    v = model.velocity(x_t, t_chunks.to(x0.device), x0, emb, mask)
+    v = model.velocity(x_t, t_chunks.to(x0.device), x0 if history is None else history, emb, mask)
     w = 1.0 + object_weight * (x0 < background - 0.1).to(x0.dtype)                    # non-white pixels
     w[:, :, :b] *= first_chunk_weight                                                 # chunk 0: no history
     return (w * (v.float() - target) ** 2).sum() / w.sum()
+
+@torch.no_grad()
+def self_history(model, text, x0: torch.Tensor, prompts: Sequence[str], share: float, sigmas: Sequence[float],
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """The history `flow_loss` conditions on: for a random `share` of the clips, the model's own one-step denoising
+    `x̂0` (E2) of their latents `x0 [B, C, F, H, W]` noised to one of `sigmas` (chunk-wise, teacher-forced); the
+    clean latents for the rest. It carries the model's own artefacts yet stays consistent with the clip's future."""
+    B, K = x0.shape[0], math.ceil(x0.shape[2] / model.block_size)
+    pick = torch.rand(B, generator=generator) < share
+    s = torch.as_tensor(list(sigmas), dtype=torch.float32)[torch.randint(len(sigmas), (B, K), generator=generator)]
+    noise = torch.randn(x0.shape, generator=generator).to(x0)
+    if not pick.any(): return x0
+    t = frame_times(s, x0.shape[2], model.block_size).to(x0.device)
+    x_t = add_noise(x0, noise, t)
+    emb, mask = text_embeddings(text, prompts, x0.device)
+    x0_hat = x0_from_velocity(x_t, model.velocity(x_t, s.to(x0.device), x0, emb, mask).float(), t)
+    return torch.where(pick.to(x0.device)[:, None, None, None, None], x0_hat.to(x0.dtype), x0)
 
 # %% ../nbs/26_pretrain.ipynb #39ed5fd3
 def random_student(name: str = 'self_forcing', seed: int = 0, device='cpu'):
@@ -212,6 +231,7 @@ class PretrainConfig:
     sigma_mix: float = 0.5
     object_weight: float = 2.0
     first_chunk_weight: float = 1.0
+    self_history: float = 0.0           # share of clips whose history is the model's own denoising (0: off)
     seed: int = 0
     max_minutes: float | None = None     # stop (and checkpoint) once this much training wall time is spent
     ckpt_every: int = 50
@@ -326,7 +346,10 @@ def _train_step(self: PretrainRun, corpus: Corpus) -> dict:
     t = chunk_times(cfg.batch_size, K, st.preset.sigmas, cfg.sigma_mix, g)
     noise = torch.randn(x0.shape, generator=g).to(x0)
     st.model.train(); self.text.model.train()
-    loss = flow_loss(st.model, self.text, x0, prompts, t, noise, cfg.object_weight, first_chunk_weight=cfg.first_chunk_weight)
+    hist = (self_history(st.model, self.text, x0, prompts, cfg.self_history, st.preset.sigmas[-2:], g)
+            if cfg.self_history > 0 else None)
+    loss = flow_loss(st.model, self.text, x0, prompts, t, noise, cfg.object_weight, first_chunk_weight=cfg.first_chunk_weight,
+                     history=hist)
     lr = cfg.lr_at(self.step)
     for grp in self.opt.param_groups: grp['lr'] = lr * grp['lr_scale']
     self.opt.zero_grad(set_to_none=True)
