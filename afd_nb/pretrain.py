@@ -206,15 +206,18 @@ def self_history(model, text, x0: torch.Tensor, prompts: Sequence[str], share: f
     return torch.where(pick.to(x0.device)[:, None, None, None, None], x0_hat.to(x0.dtype), x0)
 
 # %% ../nbs/26_pretrain.ipynb #39ed5fd3
-def random_student(name: str = 'self_forcing', seed: int = 0, device='cpu'):
-    "A tiny `Student` of preset `name` with random weights from `seed` (what pretraining starts from)."
+def random_student(name: str = 'self_forcing', seed: int = 0, device='cpu', prediction: str | None = None):
+    """A tiny `Student` of preset `name` with random weights from `seed` (what pretraining starts from);
+    `prediction` ('flow' | 'sample') overrides the preset's output head."""
     from diffusers import WanTransformer3DModel
     from afd_nb.student import CausalWan, Student, get_preset
     p = get_preset(name, 'tiny')
+    if prediction: p = dataclasses.replace(p, prediction=prediction)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         tr = WanTransformer3DModel(**p.transformer).to(device)
-    return Student(CausalWan(tr, p.block_size, p.sigmas, p.num_frames, p.latent_hw), p, source=f'random (seed {seed})')
+    return Student(CausalWan(tr, p.block_size, p.sigmas, p.num_frames, p.latent_hw, p.prediction), p,
+                   source=f'random (seed {seed})')
 
 # %% ../nbs/26_pretrain.ipynb #5c3d2536
 @dataclass

@@ -23,11 +23,11 @@ from .core import data_samples_dir, default_device, default_dtype, get_settings
 from .flow import few_step_sample, timesteps_to_sigmas
 
 # %% auto #0
-__all__ = ['TINY_TRANSFORMER', 'WAN_1_3B_TRANSFORMER', 'SIZES', 'PRESETS', 'STUDENT_CONFIG', 'STUDENT_WEIGHTS', 'rope_factors',
-           'apply_rope', 'Segment', 'sees', 'teacher_forcing_layout', 'history_layout', 'block_causal_mask',
-           'SegmentPlan', 'segment_plan', 'KVCache', 'CachePlan', 'KitSelfAttnProcessor', 'KitCrossAttnProcessor',
-           'install_processors', 'block_forward', 'RolloutStep', 'CausalWan', 'StudentPreset', 'get_preset', 'Student',
-           'load_student', 'save_student']
+__all__ = ['PREDICTIONS', 'TINY_TRANSFORMER', 'WAN_1_3B_TRANSFORMER', 'SIZES', 'PRESETS', 'STUDENT_CONFIG', 'STUDENT_WEIGHTS',
+           'rope_factors', 'apply_rope', 'Segment', 'sees', 'teacher_forcing_layout', 'history_layout',
+           'block_causal_mask', 'SegmentPlan', 'segment_plan', 'KVCache', 'CachePlan', 'KitSelfAttnProcessor',
+           'KitCrossAttnProcessor', 'install_processors', 'block_forward', 'RolloutStep', 'CausalWan', 'StudentPreset',
+           'get_preset', 'Student', 'load_student', 'save_student']
 
 # %% ../nbs/20_student.ipynb #7a533caa
 def rope_factors(rope: nn.Module, positions: Sequence[int], grid: tuple[int, int],
@@ -197,6 +197,8 @@ def block_forward(block: nn.Module, h: torch.Tensor, text: torch.Tensor, mod: to
     return hf.view(B, L, D)
 
 # %% ../nbs/20_student.ipynb #4a8cb080
+PREDICTIONS = ('flow', 'sample')   # what the output head predicts: the velocity (E2) or the clean sample x0
+
 @dataclass
 class RolloutStep:
     "What the rollout callback receives at each denoising step (tensors float32 `[B, C, f, H, W]`)."
@@ -213,14 +215,16 @@ class CausalWan(nn.Module):
     "Block-causal student around a diffusers `WanTransformer3DModel` (kept as `.transformer`, processors installed)."
     def __init__(self, transformer: WanTransformer3DModel, block_size: int = 3,
                  sigmas: Sequence[float] = (1.0, 0.75, 0.5, 0.25), num_frames: int = 12,
-                 latent_hw: tuple[int, int] = (8, 8)):
+                 latent_hw: tuple[int, int] = (8, 8), prediction: str = 'flow', min_sigma: float = 0.05):
         super().__init__()
         c = transformer.config
+        if prediction not in PREDICTIONS: raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
         if c.patch_size[0] != 1: raise ValueError(f"temporal patch size must be 1 (one latent frame per token row), got {c.patch_size}")
         if c.image_dim is not None or c.added_kv_proj_dim is not None:
             raise ValueError("image-conditioned Wan models (I2V) are not supported: build a T2V transformer")
         self.transformer = transformer
         self.block_size, self.sigmas, self.num_frames, self.latent_hw = block_size, tuple(sigmas), num_frames, tuple(latent_hw)
+        self.prediction, self.min_sigma = prediction, min_sigma
         install_processors(transformer)
         self._ropes: dict = {}
 
@@ -275,7 +279,10 @@ class CausalWan(nn.Module):
         h = torch.addcmul(shift, m.norm_out(h.float()), 1 + scale).type_as(h)
         h = m.proj_out(h)
         h = h.reshape(B, fo, gh, gw, 1, ph, pw, -1).permute(0, 7, 1, 4, 2, 5, 3, 6)
-        return h.flatten(6, 7).flatten(4, 5).flatten(2, 3)
+        out = h.flatten(6, 7).flatten(4, 5).flatten(2, 3)
+        if self.prediction == 'flow': return out
+        sig = (t_model[:, out_from:].float() / 1000).clamp_min(self.min_sigma)[:, None, :, None, None]
+        return ((x[:, :, out_from:].to(out.device, torch.float32) - out.float()) / sig).to(out.dtype)   # v = (x_t - x̂0) / σ
 
 # %% ../nbs/20_student.ipynb #da9f79ba
 def _frame_times(t, B: int, F: int, block_size: int, device) -> torch.Tensor:
@@ -388,6 +395,7 @@ class StudentPreset:
     text: str                         # afd_nb.text size
     lora_rank: int
     settings_key: str                 # settings.ini key of the real checkpoint
+    prediction: str = 'flow'          # output head: 'flow' (velocity) or 'sample' (x0, turned into v by CausalWan)
     @property
     def sigmas(self) -> tuple[float, ...]: return tuple(timesteps_to_sigmas(self.timesteps, self.shift))
 
@@ -489,6 +497,7 @@ def _preset_from_folder(folder: Path, preset: StudentPreset) -> StudentPreset:
     if '_class_name' in cfg:  # diffusers' save_pretrained: the transformer's own config
         keys = set(WanTransformer3DModel.extract_init_dict(cfg)[0])
         cfg = {'transformer': {**preset.transformer, **{k: v for k, v in cfg.items() if k in keys}}}
+    elif 'prediction' not in cfg: cfg['prediction'] = 'flow'   # kit folders saved before the field existed
     names = {f.name for f in dataclasses.fields(StudentPreset)}
     fix = lambda k, v: tuple(v) if k in ('timesteps', 'latent_hw') else (
         {**v, 'patch_size': tuple(v['patch_size'])} if k == 'transformer' else v)
@@ -526,7 +535,8 @@ def load_student(name: str = 'self_forcing', size: str = 'tiny', checkpoint=None
             torch.manual_seed(0)
             model = WanTransformer3DModel(**preset.transformer)
     model = model.to('meta') if meta else _place(model, dev, dt)
-    return Student(CausalWan(model, preset.block_size, preset.sigmas, preset.num_frames, preset.latent_hw).eval(),
+    return Student(CausalWan(model, preset.block_size, preset.sigmas, preset.num_frames, preset.latent_hw,
+                             preset.prediction).eval(),
                    preset, source=source, text_path=text_path)
 
 def save_student(student: Student, folder: str | Path, text: bool | None = None) -> Path:
