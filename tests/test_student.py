@@ -266,3 +266,16 @@ def test_real_patching_layout():
             r = sorted([q for q in rec if q.step == j], key=lambda q: q.block)
             v = cw.velocity(torch.cat([q.x_t for q in r], 2), s, lat, text)
             assert max(rel(v[:, :, 2 * q.block:2 * q.block + 2], q.v) for q in r) < 1e-4
+
+def test_prediction_head_round_trips_and_legacy_folders_are_flow(tmp_path):
+    "A tiny student predicts x0 by default; its folder keeps that; a kit folder saved before the field loads as 'flow'."
+    import json
+    preset = S.get_preset('self_forcing')
+    assert preset.prediction == 'sample' and S.get_preset('causal_forcing', 'real').prediction == 'flow'
+    st = S.Student(CausalWan(WanTransformer3DModel(**preset.transformer), prediction=preset.prediction), preset)
+    folder = save_student(st, tmp_path/'new', text=False)
+    assert load_student('self_forcing', 'tiny', checkpoint=folder, device='cpu').model.prediction == 'sample'
+    cfg = json.loads((folder/'config.json').read_text()); del cfg['prediction']
+    (folder/'config.json').write_text(json.dumps(cfg))
+    old = load_student('self_forcing', 'tiny', checkpoint=folder, device='cpu')
+    assert old.preset.prediction == 'flow' and old.model.prediction == 'flow'
