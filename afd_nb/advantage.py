@@ -9,7 +9,8 @@ from typing import Sequence
 import torch
 
 # %% auto #0
-__all__ = ['BASELINES', 'advantages', 'nft_weights', 'advantage_stats', 'advantage_table', 'advantage_inspector']
+__all__ = ['BASELINES', 'advantages', 'nft_weights', 'advantage_stats', 'rank_correlation', 'advantage_table',
+           'advantage_inspector']
 
 # %% ../nbs/31_advantage.ipynb #671e41f0
 BASELINES = ("batch", "prompt")
@@ -48,6 +49,13 @@ def advantage_stats(scores: torch.Tensor, r: torch.Tensor) -> dict:
     s = scores.detach().float()
     return dict(score_mean=float(s.mean()), score_std=float(s.std(unbiased=False)), r_mean=float(r.mean()),
                 r_std=float(r.std(unbiased=False)), r_clipped=float(((r <= 0) | (r >= 1)).float().mean()))
+
+# %% ../nbs/31_advantage.ipynb #99320b9d
+def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> float:
+    "Spearman rank correlation of two score vectors `[B]` (ties averaged); NaN when either is constant."
+    from scipy.stats import spearmanr
+    a, b = a.detach().cpu().double().reshape(-1).numpy(), b.detach().cpu().double().reshape(-1).numpy()
+    return float('nan') if a.std() == 0 or b.std() == 0 else float(spearmanr(a, b)[0])
 
 # %% ../nbs/31_advantage.ipynb #dcd951b8
 def advantage_table(scores: torch.Tensor, baseline: str = "batch", prompt_ids: Sequence | None = None,

@@ -19,8 +19,8 @@ from .video import Clip, frame_grid
 from .world import parse_prompt
 
 # %% auto #0
-__all__ = ['FOUND_FRACTION', 'score_clip', 'EvalResult', 'failed_report', 'evaluate_clips', 'student_fps', 'sample_clips',
-           'evaluate_student', 'video_grid']
+__all__ = ['FOUND_FRACTION', 'score_clip', 'EvalResult', 'failed_report', 'evaluate_clips', 'world_scores', 'student_fps',
+           'sample_clips', 'evaluate_student', 'video_grid']
 
 # %% ../nbs/25_evaluate.ipynb #cf158dcf
 FOUND_FRACTION = 0.9  # a clip "draws the scene" when its objects are visible in >= 90% of frames
@@ -79,6 +79,15 @@ def evaluate_clips(clips: Sequence[Clip], prompts: Sequence[str] | None = None, 
     summary = {dom: aggregate_reports([r for r in reports if r['domain'] == dom])
                for dom in dict.fromkeys(r['domain'] for r in reports)}
     return EvalResult(list(clips), reports, summary)
+
+# %% ../nbs/25_evaluate.ipynb #6d8a027e
+def world_scores(pixels: torch.Tensor, prompts: Sequence[str], fps: float, key: str | None = None) -> torch.Tensor:
+    """The world's score of each clip: pixels `[B, 3, F, H, W]` in [-1, 1] -> float32 `[B]`. `key`: a report
+    field; None: `physics_score` for physics prompts, `general_score` for general ones. Unscorable clips give 0."""
+    frames = batch_to_frames(pixels.detach().float().cpu())
+    res = evaluate_clips([Clip(f, fps, p) for f, p in zip(frames, prompts)])
+    key_of = lambda r: key or ('physics_score' if r['domain'] == 'physics' else 'general_score')
+    return torch.tensor([float(r.get(key_of(r), 0.0)) for r in res.reports], dtype=torch.float32)
 
 # %% ../nbs/25_evaluate.ipynb #e75bdc17
 def student_fps(student) -> float:

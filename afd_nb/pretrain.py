@@ -24,10 +24,10 @@ from .text import clean_prompt
 from .world import PHYSICS_VARIANTS, parse_prompt, physics_variant, render, sample_prompts, scene_from_prompt
 
 # %% auto #0
-__all__ = ['WRONG_PHYSICS', 'CorpusSpec', 'eval_prompts', 'training_prompts', 'assign_variants', 'Corpus', 'render_clip',
-           'build_corpus', 'load_corpus', 'chunk_times', 'frame_times', 'text_embeddings', 'flow_loss', 'self_history',
-           'random_student', 'PretrainConfig', 'step_generator', 'ema_update', 'trainable', 'PretrainRun',
-           'sample_grid', 'plot_history', 'save_pretrained_student']
+__all__ = ['WRONG_PHYSICS', 'MULTI_OBJECT', 'CorpusSpec', 'eval_prompts', 'training_prompts', 'assign_variants', 'Corpus',
+           'render_clip', 'build_corpus', 'load_corpus', 'chunk_times', 'frame_times', 'text_embeddings', 'flow_loss',
+           'self_history', 'random_student', 'PretrainConfig', 'step_generator', 'ema_update', 'trainable',
+           'PretrainRun', 'sample_grid', 'plot_history', 'save_pretrained_student']
 
 # %% ../nbs/26_pretrain.ipynb #a01485a8
 WRONG_PHYSICS = tuple(k for k in PHYSICS_VARIANTS if k != 'true')
@@ -38,6 +38,7 @@ class CorpusSpec:
     size: int = 4000                      # clips
     general_fraction: float = 0.5         # share of general-domain clips
     physics_true_fraction: float = 0.2    # share of physics clips rendered with the true law
+    multi_object_fraction: float | None = None   # share of two-object scenes per domain; None: the grammar's 1/3
     wrong_kinds: tuple[str, ...] = WRONG_PHYSICS
     include_physics_train: bool = True    # AFD's 64 teacher prompts, with the same mostly-wrong mix
     seed: int = 0
@@ -47,15 +48,16 @@ class CorpusSpec:
 
     def __post_init__(self):
         if self.size < 1: raise ValueError(f"corpus size must be >= 1, got {self.size}")
-        for name in ('general_fraction', 'physics_true_fraction'):
-            if not 0 <= getattr(self, name) <= 1: raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+        for name in ('general_fraction', 'physics_true_fraction', 'multi_object_fraction'):
+            if getattr(self, name) is not None and not 0 <= getattr(self, name) <= 1: raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
         bad = [k for k in self.wrong_kinds if k not in WRONG_PHYSICS]
         if bad or not self.wrong_kinds:
             raise ValueError(f"wrong_kinds must be a non-empty subset of {WRONG_PHYSICS}, got {self.wrong_kinds}")
 
     def key(self) -> str:
-        "A short hash of the parameters (the cache file name)."
-        return hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+        "A short hash of the parameters (the cache file name); an unset `multi_object_fraction` keeps older keys."
+        d = {k: v for k, v in dataclasses.asdict(self).items() if not (k == 'multi_object_fraction' and v is None)}
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 # %% ../nbs/26_pretrain.ipynb #3cfdbda0
 def _norm(p: str) -> str: return clean_prompt(p).lower().rstrip('.')
@@ -64,17 +66,32 @@ def eval_prompts() -> set[str]:
     "The normalised eval prompts of both domains (`data_samples/prompts/*_eval.txt`): never trained on."
     return {_norm(p) for d in ('general', 'physics') for p in load_prompts(d, 'eval')}
 
-def training_prompts(domain: str, n: int, seed: int = 0, exclude: set[str] | None = None) -> list[str]:
-    "`n` grammar prompts of `domain` (repeats allowed) with every prompt in `exclude` (default: the eval prompts) removed."
-    exclude = eval_prompts() if exclude is None else exclude
+MULTI_OBJECT = {'general': 'two_objects', 'physics': 'collision'}   # each domain's two-object scenario
+
+def _draw(domain: str, n: int, seed: int, exclude: set[str], keep=None) -> list[str]:
+    "`n` grammar prompts of `domain` not in `exclude` (and passing `keep`), drawn in rounds."
     out, k = [], 0
     while len(out) < n:
         batch = sample_prompts(domain, max(2 * (n - len(out)), 16), seed=seed * 7919 + k)
-        out += [p for p in batch if _norm(p) not in exclude][:n - len(out)]
+        out += [p for p in batch if _norm(p) not in exclude and (keep is None or keep(p))][:n - len(out)]
         k += 1
     return out
 
+def training_prompts(domain: str, n: int, seed: int = 0, exclude: set[str] | None = None,
+                     multi_fraction: float | None = None) -> list[str]:
+    """`n` grammar prompts of `domain` (repeats allowed) with every prompt in `exclude` (default: the eval prompts)
+    removed. `multi_fraction`: share of two-object scenes (`MULTI_OBJECT`); None keeps the grammar's 1/3."""
+    exclude = eval_prompts() if exclude is None else exclude
+    if multi_fraction is None: return _draw(domain, n, seed, exclude)
+    is_multi = lambda p: parse_prompt(p).scenario == MULTI_OBJECT[domain]
+    m = int(round(n * multi_fraction))
+    out = _draw(domain, m, seed, exclude, is_multi) + _draw(domain, n - m, seed, exclude, lambda p: not is_multi(p))
+    np.random.default_rng(seed).shuffle(out)
+    return out
+
 assert not eval_prompts() & {_norm(p) for p in training_prompts('physics', 500)}
+_tp = training_prompts('general', 40, seed=2, multi_fraction=0.5)
+assert len(_tp) == 40 and sum(parse_prompt(p).scenario == 'two_objects' for p in _tp) == 20
 
 # %% ../nbs/26_pretrain.ipynb #969c6c0c
 def assign_variants(n: int, true_fraction: float, wrong_kinds: Sequence[str] = WRONG_PHYSICS,
@@ -123,8 +140,8 @@ def build_corpus(spec: CorpusSpec, progress: bool = True) -> Corpus:
     rng = np.random.default_rng(spec.seed)
     n_gen = int(round(spec.size * spec.general_fraction)); n_phy = spec.size - n_gen
     phy = load_prompts('physics', 'train')[:n_phy] if spec.include_physics_train else []
-    phy += training_prompts('physics', n_phy - len(phy), seed=spec.seed + 1)
-    prompts = training_prompts('general', n_gen, seed=spec.seed) + phy
+    phy += training_prompts('physics', n_phy - len(phy), seed=spec.seed + 1, multi_fraction=spec.multi_object_fraction)
+    prompts = training_prompts('general', n_gen, seed=spec.seed, multi_fraction=spec.multi_object_fraction) + phy
     variants = ['general'] * n_gen + assign_variants(n_phy, spec.physics_true_fraction, spec.wrong_kinds, rng)
     seeds = [int(s) for s in rng.integers(0, 2**31 - 1, spec.size)]
     frames = np.stack([render_clip(p, s, v, spec) for p, s, v in

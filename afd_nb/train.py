@@ -19,9 +19,9 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from .core import seed_everything
-from .advantage import BASELINES, nft_weights, advantage_stats
+from .advantage import BASELINES, nft_weights, advantage_stats, rank_correlation
 from .discriminator import PhysicsDiscriminator, bt_loss, bt_accuracy
-from .evaluate import evaluate_student, student_fps, EvalResult
+from .evaluate import evaluate_student, student_fps, world_scores, EvalResult
 from .flow import add_noise, velocity_target, sample_train_t
 from .nft import afd_loss, prior_loss, old_policy_decay
 from .teachers import CachedTeacher, Teacher, load_prompts
@@ -30,13 +30,14 @@ from .run_state import (capture_rng, restore_rng, preserved_rng, latest_checkpoi
                         publish_checkpoint, atomic_write_text, append_jsonl, write_jsonl, read_jsonl)
 
 # %% auto #0
-__all__ = ['METHODS', 'T_DISTS', 'RESUMABLE', 'TrainConfig', 'pixel_format', 'conform_videos', 'teacher_prompts', 'TeacherClips',
-           'disc_parameters', 'disc_state', 'load_disc_state', 'Trainer', 'plot_curves', 'save_curves']
+__all__ = ['METHODS', 'T_DISTS', 'REWARDS', 'RESUMABLE', 'TrainConfig', 'pixel_format', 'conform_videos', 'teacher_prompts',
+           'TeacherClips', 'disc_parameters', 'disc_state', 'load_disc_state', 'Trainer', 'plot_curves', 'save_curves']
 
 # %% ../nbs/33_train.ipynb #8bc2e430
 METHODS = ('afd', 'sft')
 T_DISTS = ('logit_normal', 'uniform')
 # settings that may change when a run is resumed (everything else must match the checkpoint)
+REWARDS = ('discriminator', 'world')   # 'world' needs prompts of the embedded world's grammar
 RESUMABLE = ('iterations', 'eval_every', 'eval_prompts', 'eval_seed', 'ckpt_every', 'keep_checkpoints')
 
 @dataclass
@@ -60,6 +61,7 @@ class TrainConfig:
     prior_weight: float = 1e-4         # λ of (E11)
     sft_prior: bool = True             # SFT also gets λ L_prior (E10), for a fair comparison
     baseline: str = 'batch'            # (E6) 'batch' | 'prompt'
+    reward: str = 'discriminator'      # (E6) scores: 'discriminator' (AFD) | 'world' (the world's exact score: an oracle ablation)
     adv_clip: float = 5.0              # A_max of (E7)
     adaptive: bool = False             # DiffusionNFT's adaptive x0 weight in (E9)
     t_dist: str = 'logit_normal'       # training times: 'logit_normal' | 'uniform', then (E3) with t_shift
@@ -81,6 +83,7 @@ class TrainConfig:
         p, c = [], self
         if c.method not in METHODS: p.append(f"method={c.method!r}: valid methods are {', '.join(METHODS)}")
         if c.baseline not in BASELINES: p.append(f"baseline={c.baseline!r}: valid baselines are {', '.join(BASELINES)}")
+        if c.reward not in REWARDS: p.append(f"reward={c.reward!r}: valid rewards are {', '.join(REWARDS)}")
         if c.t_dist not in T_DISTS: p.append(f"t_dist={c.t_dist!r}: valid are {', '.join(T_DISTS)}")
         for k in ('iterations', 'eval_every', 'eval_prompts', 'ckpt_every', 'keep_checkpoints', 'teacher_seed', 'seed'):
             if not isinstance(getattr(c, k), int) or getattr(c, k) < 0: p.append(f"{k}={getattr(c, k)!r}: must be an integer >= 0")
@@ -270,14 +273,19 @@ def _d_update(self: Trainer, y_T: torch.Tensor, y_S: torch.Tensor, prompts: Sequ
 
 @torch.no_grad()
 def _weights(self: Trainer, y_S: torch.Tensor, prompts: Sequence[str], idx: Sequence[int]) -> tuple[torch.Tensor, dict]:
-    "Scores of the updated D -> weights `r` `[B]` (E6)-(E7) over the global batch; and their stats."
-    scores = self.D_raw.score(y_S, list(prompts)).float()
+    """Scores of the updated D (with `reward='world'`: the world's exact scores, and their rank correlation with D's)
+    -> weights `r` `[B]` (E6)-(E7) over the global batch; and their stats."""
+    scores, extra = self.D_raw.score(y_S, list(prompts)).float(), {}
+    if self.cfg.reward == 'world':
+        w = world_scores(y_S, prompts, self.fmt['fps']).to(scores.device)
+        extra = dict(world_mean=float(w.mean()), d_world_corr=rank_correlation(scores, w))
+        scores = w
     ids = torch.tensor(list(idx), device=scores.device)
     if self.acc.num_processes > 1: all_s, all_ids = self.acc.gather(scores), self.acc.gather(ids)
     else: all_s, all_ids = scores, ids
     r_all = nft_weights(all_s, self.cfg.baseline, all_ids.tolist(), self.cfg.adv_clip)
     r = r_all.view(self.acc.num_processes, -1)[self.acc.process_index]
-    return r, advantage_stats(all_s, r_all)
+    return r, {**advantage_stats(all_s, r_all), **extra}
 
 Trainer.rollout, Trainer.d_update, Trainer.weights = _rollout, _d_update, _weights
 

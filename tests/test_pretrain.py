@@ -53,7 +53,26 @@ def test_corpus_cache_is_exact(tmp_path):
     assert CorpusSpec(size=10, seed=3).key() != spec.key()
 
 
+@pytest.mark.parametrize('domain, scenario', [('general', 'two_objects'), ('physics', 'collision')])
+def test_multi_object_fraction_sets_two_object_share(domain, scenario):
+    ps = training_prompts(domain, 60, seed=4, multi_fraction=0.6)
+    assert len(ps) == 60 and sum(parse_prompt(p).scenario == scenario for p in ps) == 36
+    assert not eval_prompts() & {_norm(p) for p in ps}
+    spec = CorpusSpec(size=40, multi_object_fraction=0.75, include_physics_train=False, seed=1)
+    c = build_corpus(spec, progress=False)
+    assert sum(parse_prompt(p).scenario in ('two_objects', 'collision') for p in c.prompts) == 30
+    assert spec.key() != CorpusSpec(size=40, include_physics_train=False, seed=1).key()
+
+
+def test_unset_multi_object_fraction_keeps_cache_keys():
+    "Corpora cached before the field existed are still found: None is left out of the hash."
+    import hashlib
+    d = {k: v for k, v in dataclasses.asdict(CorpusSpec(size=7)).items() if k != 'multi_object_fraction'}
+    assert CorpusSpec(size=7).key() == hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def test_bad_spec_raises():
+    with pytest.raises(ValueError, match='multi_object_fraction'): CorpusSpec(multi_object_fraction=-0.1)
     with pytest.raises(ValueError, match='physics_true_fraction'): CorpusSpec(physics_true_fraction=1.5)
     with pytest.raises(ValueError, match='wrong_kinds'): CorpusSpec(wrong_kinds=('true',))
 

@@ -42,6 +42,8 @@ def test_config_errors_name_each_bad_value_and_the_allowed_ones():
                  "batch_size=6 must be a multiple of group_size=4", "d_steps=0: must be an integer >= 1",
                  "old_decay=2.0: must be None (schedule) or in [0, 1]"):
         assert part in msg, msg
+    with pytest.raises(ValueError, match="reward='oracle': valid rewards are discriminator, world"):
+        TrainConfig(reward='oracle').validate()
     with pytest.raises(ValueError, match="group_size >= 2"): TrainConfig(baseline='prompt').validate()
     TrainConfig(baseline='prompt', group_size=2).validate()
 
@@ -126,6 +128,20 @@ def test_sft_iteration_has_no_rollouts_and_logs_finite_metrics(cache):
     row = tr.fit()[-1]
     assert row['method'] == 'sft' and row['iteration'] == 1 and 'd_loss' not in row
     assert all(np.isfinite(row[k]) for k in ('loss', 'fm', 'prior', 'grad_norm', 'time_s'))
+
+
+def test_world_reward_weights_follow_the_world_score(cache):
+    "reward='world': the weights (E7) are a monotone map of the world's exact physics_score of each rollout."
+    from afd_nb.evaluate import world_scores
+    tr = trainer(cache, cfg=dataclasses.replace(TINY, reward='world', batch_size=4))
+    idx, emb, mask = fixed_batch(tr)
+    prompts = [tr.data.prompts[i] for i in idx]
+    y_T = tr.data.videos(idx)
+    y = torch.cat([y_T[:2], torch.ones_like(y_T[2:])])   # two teacher clips, two blank (white) clips
+    r, stats = tr.weights(y, prompts, idx)
+    w = world_scores(y, prompts, tr.fmt['fps'])
+    assert (w[:2] > 0.9).all() and (w[2:] == 0).all() and abs(stats['world_mean'] - float(w.mean())) < 1e-6
+    assert (r[:2] > 0.5).all() and (r[2:] < 0.5).all() and 'd_world_corr' in stats
 
 
 def test_teacher_is_asked_once_then_served_from_the_cache(tmp_path):
