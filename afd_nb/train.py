@@ -35,7 +35,7 @@ __all__ = ['METHODS', 'T_DISTS', 'REWARDS', 'RESUMABLE', 'TrainConfig', 'pixel_f
 
 # %% ../nbs/33_train.ipynb #8bc2e430
 METHODS = ('afd', 'sft')
-T_DISTS = ('logit_normal', 'uniform')
+T_DISTS = ('logit_normal', 'uniform', 'sigmas')   # 'sigmas': the preset's few-step noise levels
 # settings that may change when a run is resumed (everything else must match the checkpoint)
 REWARDS = ('discriminator', 'world')   # 'world' needs prompts of the embedded world's grammar
 RESUMABLE = ('iterations', 'eval_every', 'eval_prompts', 'eval_seed', 'ckpt_every', 'keep_checkpoints')
@@ -48,6 +48,7 @@ class TrainConfig:
     batch_size: int = 8                # rollouts (AFD) or teacher clips (SFT) per iteration, per process
     group_size: int = 1                # rollouts per prompt in a batch (baseline 'prompt' needs >= 2)
     minibatch_size: int | None = None  # student minibatch; None: the whole batch (one student step per iteration)
+    noise_draws: int = 1               # (t, ε) draws per sample in a student step: averages the flow-matching noise
     lr: float = 2e-4                   # student (LoRA `default`) AdamW
     weight_decay: float = 1e-4
     grad_clip: float = 1.0             # max grad norm; 0: no clipping (the norm is still logged)
@@ -64,7 +65,7 @@ class TrainConfig:
     reward: str = 'discriminator'      # (E6) scores: 'discriminator' (AFD) | 'world' (the world's exact score: an oracle ablation)
     adv_clip: float = 5.0              # A_max of (E7)
     adaptive: bool = False             # DiffusionNFT's adaptive x0 weight in (E9)
-    t_dist: str = 'logit_normal'       # training times: 'logit_normal' | 'uniform', then (E3) with t_shift
+    t_dist: str = 'logit_normal'       # training times: 'logit_normal' | 'uniform' (then (E3) with t_shift) | 'sigmas'
     t_shift: float | None = None       # None: the preset's shift (1 tiny, 5 real)
     old_decay: float | None = None     # None: old_policy_decay(step); else a constant d in [0, 1]
     old_decay_rate: float = 0.001
@@ -87,7 +88,7 @@ class TrainConfig:
         if c.t_dist not in T_DISTS: p.append(f"t_dist={c.t_dist!r}: valid are {', '.join(T_DISTS)}")
         for k in ('iterations', 'eval_every', 'eval_prompts', 'ckpt_every', 'keep_checkpoints', 'teacher_seed', 'seed'):
             if not isinstance(getattr(c, k), int) or getattr(c, k) < 0: p.append(f"{k}={getattr(c, k)!r}: must be an integer >= 0")
-        for k in ('batch_size', 'group_size', 'd_steps', 'd_width', 'n_teacher_prompts'):
+        for k in ('batch_size', 'group_size', 'noise_draws', 'd_steps', 'd_width', 'n_teacher_prompts'):
             if not isinstance(getattr(c, k), int) or getattr(c, k) < 1: p.append(f"{k}={getattr(c, k)!r}: must be an integer >= 1")
         for k in ('lr', 'd_lr', 'beta', 'adv_clip'):
             if not getattr(c, k) > 0: p.append(f"{k}={getattr(c, k)!r}: must be > 0")
@@ -243,8 +244,12 @@ def _draw_t_noise(self: Trainer, x0: torch.Tensor) -> tuple[torch.Tensor, torch.
     B, _, F = x0.shape[:3]
     b = self.student.model.block_size
     K = math.ceil(F / b)
-    shift = self.cfg.t_shift or self.student.preset.shift
-    t = sample_train_t(B * K, self.rng, self.cfg.t_dist, shift).view(B, K)
+    if self.cfg.t_dist == 'sigmas':   # only where the few-step sampler queries the model
+        sig = torch.tensor(self.student.preset.sigmas, dtype=torch.float32)
+        t = sig[torch.randint(len(sig), (B * K,), generator=self.rng)].view(B, K)
+    else:
+        shift = self.cfg.t_shift or self.student.preset.shift
+        t = sample_train_t(B * K, self.rng, self.cfg.t_dist, shift).view(B, K)
     t = t.repeat_interleave(b, 1)[:, :F].clamp(0, 1)
     noise = torch.randn(x0.shape, generator=self.rng)
     return t.to(x0.device), noise.to(x0.device, x0.dtype)
@@ -337,11 +342,12 @@ def _mean_rows(rows: list[dict]) -> dict:
     return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
 
 def _student_updates(self: Trainer, x0, emb, mask, r=None) -> dict:
-    B, mb = x0.shape[0], self.cfg.minibatch_size or x0.shape[0]
+    "Student steps over minibatches of the batch; each sample enters a step `noise_draws` times (own `t`, `ε` each)."
+    B, mb, K = x0.shape[0], self.cfg.minibatch_size or x0.shape[0], self.cfg.noise_draws
     order = torch.randperm(B, generator=self.rng).tolist() if mb < B else list(range(B))
     rows = []
     for s in range(0, B, mb):
-        j = order[s:s + mb]
+        j = [i for i in order[s:s + mb] for _ in range(K)]
         out = self.afd_losses(x0[j], emb[j], mask[j], r[j]) if r is not None else self.sft_losses(x0[j], emb[j], mask[j])
         loss = out.pop('loss')
         rows.append({'loss': float(loss.detach()), **out, 'grad_norm': self.student_step(loss)})
@@ -425,8 +431,9 @@ def _save(self: Trainer) -> Path | None:
     return final
 
 def _check_resumable(self: Trainer, state: dict, folder: Path) -> None:
-    now, then = self.cfg.to_dict(), state['config']
-    diff = [f"{k}: checkpoint {then.get(k)!r}, now {now[k]!r}" for k in now if k not in RESUMABLE and then.get(k) != now[k]]
+    now, then, default = self.cfg.to_dict(), state['config'], TrainConfig().to_dict()   # a later-added key: its default
+    diff = [f"{k}: checkpoint {then.get(k, default[k])!r}, now {now[k]!r}" for k in now
+            if k not in RESUMABLE and then.get(k, default[k]) != now[k]]
     if state.get('prompts') != self.data.prompts: diff.append("the teacher prompt set differs")
     for k, v in (('student', self.student.preset.name), ('student_source', self.student.source)):
         if state.get(k) != v: diff.append(f"{k}: checkpoint {state.get(k)!r}, now {v!r}")

@@ -85,6 +85,28 @@ def test_resume_after_k_iterations_is_bit_identical(cache, tmp_path):
     assert not all(torch.equal(p, q) for p, q in zip(*(adapter_parameters(full.student.transformer, n) for n in ('default', 'old'))))
 
 
+def test_a_checkpoint_written_before_a_setting_existed_resumes_with_its_default(cache, tmp_path):
+    trainer(cache, tmp_path, dataclasses.replace(TINY, iterations=1)).fit()
+    f = latest_checkpoint(tmp_path/'checkpoints')/'state.json'
+    state = json.loads(f.read_text())
+    for k in ('reward', 'noise_draws'): del state['config'][k]   # as saved by an older version of the kit
+    f.write_text(json.dumps(state))
+    tr = trainer(cache, tmp_path, dataclasses.replace(TINY, iterations=2)); tr.fit()
+    assert tr.resumed_from is not None and tr.step == 2
+    with pytest.raises(ValueError, match="noise_draws: checkpoint 1, now 2"):
+        trainer(cache, tmp_path, dataclasses.replace(TINY, iterations=3, noise_draws=2)).fit()
+
+
+def test_noise_draws_repeat_each_rollout_in_the_student_step(cache):
+    with pytest.raises(ValueError, match="noise_draws=0: must be an integer >= 1"): TrainConfig(noise_draws=0).validate()
+    tr = trainer(cache, cfg=dataclasses.replace(TINY, iterations=1, noise_draws=3))
+    sizes = []
+    orig = tr.afd_losses
+    tr.afd_losses = lambda x0, emb, mask, r: (sizes.append(x0.shape[0]), orig(x0, emb, mask, r))[1]
+    row = tr.fit()[-1]
+    assert sizes == [3 * TINY.batch_size] and np.isfinite(row['loss'])
+
+
 def test_checkpoint_holds_peft_adapters_optimisers_rng_and_state(cache, tmp_path):
     tr = trainer(cache, tmp_path, dataclasses.replace(TINY, iterations=1)); tr.fit()
     ck = latest_checkpoint(tmp_path/'checkpoints')
