@@ -26,12 +26,12 @@ from .flow import add_noise, velocity_target, sample_train_t
 from .nft import afd_loss, prior_loss, old_policy_decay
 from .teachers import CachedTeacher, Teacher, load_prompts
 from .video import Clip, conform
-from .run_state import (capture_rng, restore_rng, preserved_rng, latest_checkpoint, tmp_checkpoint_dir,
+from .run_state import (plot_curves, save_curves, capture_rng, restore_rng, preserved_rng, latest_checkpoint, tmp_checkpoint_dir,
                         publish_checkpoint, atomic_write_text, append_jsonl, write_jsonl, read_jsonl)
 
 # %% auto #0
 __all__ = ['METHODS', 'T_DISTS', 'REWARDS', 'RESUMABLE', 'TrainConfig', 'pixel_format', 'conform_videos', 'teacher_prompts',
-           'TeacherClips', 'disc_parameters', 'disc_state', 'load_disc_state', 'Trainer', 'plot_curves', 'save_curves']
+           'TeacherClips', 'disc_parameters', 'disc_state', 'load_disc_state', 'Trainer']
 
 # %% ../nbs/33_train.ipynb #8bc2e430
 METHODS = ('afd', 'sft')
@@ -492,40 +492,3 @@ def _fit(self: Trainer, iterations: int | None = None, stop_after: int | None = 
     return self.history
 
 Trainer.elapsed_now, Trainer.fit = _elapsed_now, _fit
-
-# %% ../nbs/33_train.ipynb #de3f4d00
-def _smooth(y: np.ndarray, k: int) -> np.ndarray:
-    if len(y) < 2 * k or k < 2: return y
-    return np.convolve(np.pad(y, (k // 2, k - 1 - k // 2), mode='edge'), np.ones(k) / k, mode='valid')
-
-def plot_curves(rows: Sequence[dict], smooth: int = 5):
-    "A 2x2 matplotlib figure of training/evaluation curves from metrics rows."
-    import matplotlib.pyplot as plt
-    tr = [r for r in rows if r.get('kind') == 'train']
-    ev = [r for r in rows if r.get('kind') == 'eval']
-    fig, ax = plt.subplots(2, 2, figsize=(11, 7))
-    def curve(a, key, label=None, src=tr, **kw):
-        pts = [(r['iteration'], r[key]) for r in src if r.get(key) is not None]
-        if not pts: return
-        x, y = map(np.asarray, zip(*pts))
-        line, = a.plot(x, y, alpha=0.3, **kw)
-        a.plot(x, _smooth(y, smooth) if src is tr else y, color=line.get_color(), label=label or key, marker=None if src is tr else 'o')
-    for k in ('loss', 'nft', 'fm', 'prior', 'd_loss'): curve(ax[0, 0], k)
-    ax[0, 0].set_title('losses'); ax[0, 0].set_yscale('log')
-    curve(ax[0, 1], 'd_margin', 'D margin  D(y_T) - D(y_S)'); curve(ax[0, 1], 'd_acc', 'D accuracy')
-    ax[0, 1].axhline(0, color='k', lw=0.5); ax[0, 1].set_title('discriminator')
-    curve(ax[1, 0], 'r_mean', 'mean weight r'); curve(ax[1, 0], 'r_std', 'std of r'); curve(ax[1, 0], 'r_clipped', 'clipped fraction')
-    ax[1, 0].set_title('NFT weights (E7)')
-    for k in sorted({k for r in ev for k in r if k.endswith('_score')}): curve(ax[1, 1], k, src=ev)
-    ax[1, 1].set_title('evaluation'); ax[1, 1].set_ylim(0, 1)
-    for a in ax.flat:
-        a.set_xlabel('iteration')
-        if a.get_legend_handles_labels()[0]: a.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
-
-def save_curves(rows: Sequence[dict], path: str | Path) -> Path:
-    "Write `plot_curves(rows)` as a PNG."
-    import matplotlib.pyplot as plt
-    fig = plot_curves(rows); fig.savefig(path, dpi=100); plt.close(fig)
-    return Path(path)
