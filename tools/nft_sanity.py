@@ -7,6 +7,7 @@ default AFD update (E6)-(E11). A working update raises the rollouts' darkness st
 mean over the last 10 iterations (80 clips), beside the prior term (how far the student moved from the base).
 
     python tools/nft_sanity.py --student causal_forcing --lr 5e-4 --iterations 40 --baseline prompt --t-dist logit_normal
+        [--noise-draws 4] [--adaptive] [--threads 2]
 """
 import argparse, time
 
@@ -21,6 +22,8 @@ def main(argv=None):
     ap.add_argument('--iterations', type=int, default=40)
     ap.add_argument('--baseline', default='prompt', choices=['batch', 'prompt'])
     ap.add_argument('--t-dist', default='logit_normal', choices=['logit_normal', 'uniform', 'sigmas'])
+    ap.add_argument('--noise-draws', type=int, default=1, help="(t, eps) draws per rollout in a student step")
+    ap.add_argument('--adaptive', action='store_true', help="DiffusionNFT's adaptive x0-space weight in (E9)")
     ap.add_argument('--threads', type=int, default=1)
     ap.add_argument('--seed', type=int, default=0)
     a = ap.parse_args(argv)
@@ -38,6 +41,7 @@ def main(argv=None):
     T.world_scores = darkness   # the trainer's reward='world' hook now scores darkness
     cfg = T.TrainConfig(iterations=a.iterations, batch_size=8, group_size=4 if a.baseline == 'prompt' else 1,
                         baseline=a.baseline, reward='world', lr=a.lr, beta=1.0, prior_weight=1e-2, t_dist=a.t_dist,
+                        noise_draws=a.noise_draws, adaptive=a.adaptive,
                         eval_every=0, ckpt_every=10**9, seed=a.seed)
     tr = T.Trainer(load_student(a.student), load_teacher('physics'), cfg, None, progress=False,
                    accelerator=Accelerator(cpu=True))
