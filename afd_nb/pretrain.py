@@ -49,7 +49,8 @@ class CorpusSpec:
     def __post_init__(self):
         if self.size < 1: raise ValueError(f"corpus size must be >= 1, got {self.size}")
         for name in ('general_fraction', 'physics_true_fraction', 'multi_object_fraction'):
-            if getattr(self, name) is not None and not 0 <= getattr(self, name) <= 1: raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+            v = getattr(self, name)
+            if v is not None and not 0 <= v <= 1: raise ValueError(f"{name} must lie in [0, 1], got {v}")
         bad = [k for k in self.wrong_kinds if k not in WRONG_PHYSICS]
         if bad or not self.wrong_kinds:
             raise ValueError(f"wrong_kinds must be a non-empty subset of {WRONG_PHYSICS}, got {self.wrong_kinds}")
