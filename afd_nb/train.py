@@ -189,10 +189,12 @@ class Trainer:
     "AFD (Algorithm 1) or SFT on `student` with clips of `teacher`; `fit()` trains, logs, evaluates and checkpoints."
     def __init__(self, student, teacher: Teacher, config: TrainConfig | None = None, out_dir: str | Path | None = None, *,
                  accelerator: Accelerator | None = None, teacher_cache: str | Path | None = None,
-                 prompts: Sequence[str] | None = None, discriminator=None, progress: bool = True):
+                 prompts: Sequence[str] | None = None, discriminator=None, progress: bool = True,
+                 world_score=world_scores):
+        "`world_score(pixels [B, 3, F, H, W], prompts, fps) -> [B]` is what `reward='world'` uses (default: the world's)."
         from afd_nb.adapters import adapter_names
         self.cfg = cfg = (config or TrainConfig()).validate()
-        self.student, self.progress = student, progress
+        self.student, self.progress, self.world_score = student, progress, world_score
         self.acc = acc = accelerator or Accelerator()
         if not _same_device(student.device, acc.device):
             raise ValueError(f"the student is on {student.device} but this process trains on {acc.device}: "
@@ -282,7 +284,7 @@ def _weights(self: Trainer, y_S: torch.Tensor, prompts: Sequence[str], idx: Sequ
     -> weights `r` `[B]` (E6)-(E7) over the global batch; and their stats."""
     scores, extra = self.D_raw.score(y_S, list(prompts)).float(), {}
     if self.cfg.reward == 'world':
-        w = world_scores(y_S, prompts, self.fmt['fps']).to(scores.device)
+        w = self.world_score(y_S, prompts, self.fmt['fps']).to(scores.device)
         extra = dict(world_mean=float(w.mean()), d_world_corr=rank_correlation(scores, w))
         scores = w
     ids = torch.tensor(list(idx), device=scores.device)

@@ -166,6 +166,20 @@ def test_world_reward_weights_follow_the_world_score(cache):
     assert (r[:2] > 0.5).all() and (r[2:] < 0.5).all() and 'd_world_corr' in stats
 
 
+def test_world_score_argument_replaces_the_oracle(cache):
+    "Trainer(world_score=f): reward='world' weights follow f (here each clip's darkness), called once per batch."
+    calls = []
+    def darkness(pixels, prompts, fps):
+        calls.append((tuple(pixels.shape), len(prompts), fps)); return (1 - pixels.float()).mean((1, 2, 3, 4))
+    tr = trainer(cache, cfg=dataclasses.replace(TINY, reward='world', batch_size=4), world_score=darkness)
+    idx, emb, mask = fixed_batch(tr)
+    y = tr.data.videos(idx)
+    y = torch.cat([y[:2], -torch.ones_like(y[2:])])   # two teacher clips, two black clips
+    r, stats = tr.weights(y, [tr.data.prompts[i] for i in idx], idx)
+    assert calls == [(tuple(y.shape), 4, tr.fmt['fps'])]
+    assert (r[2:] > 0.5).all() and (r[:2] < 0.5).all() and abs(stats['world_mean'] - float(darkness(y, [], 0).mean())) < 1e-6
+
+
 def test_teacher_is_asked_once_then_served_from_the_cache(tmp_path):
     calls = []
     class Counting(PhysicsTeacher):

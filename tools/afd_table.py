@@ -1,6 +1,6 @@
 """Run `nbs/train_afd.ipynb` for students x methods x seeds and print the README's results table.
 
-    python tools/afd_table.py --students causal_forcing self_forcing --methods afd sft --seeds 0 1 2 --jobs 2
+    python tools/afd_table.py --students causal_forcing self_forcing --methods afd sft --seeds 0 1 2
 
 Each run is `papermill nbs/train_afd.ipynb <out>/<student>_<method>_s<seed>.ipynb -p student S -p method M -p seed K
 -p out_dir <out>/<student>_<method>_s<seed>`, plus any `--param NAME VALUE` pairs (given to every run). A run whose
@@ -9,7 +9,7 @@ table gives mean ± standard deviation over the seeds (sample std, ddof 1) of ph
 and after, and the wall time; `--markdown FILE` also writes it to a file.
 """
 from __future__ import annotations
-import argparse, itertools, json, subprocess, sys, time
+import argparse, itertools, json, os, subprocess, sys, time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -60,13 +60,16 @@ def main(argv=None):
     ap.add_argument('--students', nargs='+', default=['causal_forcing', 'self_forcing'])
     ap.add_argument('--methods', nargs='+', default=['afd', 'sft'])
     ap.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
-    ap.add_argument('--jobs', type=int, default=2, help="runs side by side (each uses 1 torch thread on 2 cores)")
+    ap.add_argument('--jobs', type=int, default=1,
+                    help="runs side by side (each gets cores // jobs torch threads unless --param threads is given)")
     ap.add_argument('--out', type=Path, default=ROOT/'runs'/'afd_table')
     ap.add_argument('--param', nargs=2, action='append', default=[], metavar=('NAME', 'VALUE'))
     ap.add_argument('--table-only', action='store_true', help="print the table of finished runs, run nothing")
     ap.add_argument('--markdown', type=Path)
     a = ap.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)
+    if a.jobs > 1 and 'threads' not in dict(a.param):   # side-by-side runs must not each take every core
+        a.param.append(('threads', str(max(1, (os.cpu_count() or 1) // a.jobs))))
     if not a.table_only:
         todo = list(itertools.product(a.seeds, a.students, a.methods))   # seed-major: a partial table has all cells
         with ThreadPoolExecutor(a.jobs) as ex:

@@ -2,8 +2,8 @@
 """Sanity check of the AFD update's mechanics: train with a reward that any working on-policy update must follow.
 
 The reward is the darkness of each rollout (mean of 1 - pixel over the clip; 0 = all white, 2 = all black), given to
-`afd_nb.train.Trainer` through `reward='world'` in place of the world's physics score. Everything else is the job's
-default AFD update (E6)-(E11). A working update raises the rollouts' darkness steadily; the printed figure is its
+`afd_nb.train.Trainer` through `reward='world'` and its `world_score` argument, in place of the world's physics
+score. Everything else is the job's default AFD update (E6)-(E11). A working update raises the rollouts' darkness steadily; the printed figure is its
 mean over the last 10 iterations (80 clips), beside the prior term (how far the student moved from the base).
 
     python tools/nft_sanity.py --student causal_forcing --lr 5e-4 --iterations 40 --baseline prompt --t-dist logit_normal
@@ -38,13 +38,12 @@ def main(argv=None):
         d = (1 - pixels.float().clamp(-1, 1)).mean((1, 2, 3, 4)).cpu()
         seen.append(float(d.mean()))
         return d
-    T.world_scores = darkness   # the trainer's reward='world' hook now scores darkness
     cfg = T.TrainConfig(iterations=a.iterations, batch_size=8, group_size=4 if a.baseline == 'prompt' else 1,
                         baseline=a.baseline, reward='world', lr=a.lr, beta=1.0, prior_weight=1e-2, t_dist=a.t_dist,
                         noise_draws=a.noise_draws, adaptive=a.adaptive,
                         eval_every=0, ckpt_every=10**9, seed=a.seed)
     tr = T.Trainer(load_student(a.student), load_teacher('physics'), cfg, None, progress=False,
-                   accelerator=Accelerator(cpu=True))
+                   accelerator=Accelerator(cpu=True), world_score=darkness)
     t0 = time.time()
     for i in range(a.iterations):
         row = tr.iteration()

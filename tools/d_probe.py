@@ -1,0 +1,128 @@
+#!/usr/bin/env python
+"""Does the discriminator rank the student's rollouts by physics? A probe of AFD's reward (E4)-(E6) at the start.
+
+Rolls out the frozen base student `--pool` times on each of the job's teacher prompts (no student update) and scores
+every rollout with the world's exact physics_score. Then it trains a fresh `PhysicsDiscriminator`, as the job builds it,
+by (E4) on (teacher clip, rollout) pairs from the first half of the pool, and every 40 steps reports on the held-out
+half:
+- `acc`: how often D scores the prompt's teacher clip above a held-out rollout (BT accuracy);
+- `corr`: Spearman rank correlation of D's scores with the world's physics_score over all held-out rollouts
+  (what the batch baseline of (E6) uses);
+- `within`: Kendall concordance of D with the world over pairs of held-out rollouts of the same prompt (what the
+  per-prompt baseline uses; ties in the world score are left out).
+A D that AFD can use to improve physics needs `corr` and `within` clearly above 0.
+
+    python tools/d_probe.py --student causal_forcing --d-lr 5e-4 --steps 160 [--blur 1.5] [--pool 4] [--threads 2]
+
+The pool is cached in `runs/d_probe/` (delete it to redraw). `--blur S` passes both clips through a Gaussian blur of
+S pixels before D (a probe-only change: does D still win without fine appearance?).
+"""
+from __future__ import annotations
+import argparse, time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def blur(videos: torch.Tensor, sigma: float) -> torch.Tensor:
+    "Separable Gaussian blur of every frame: `[B, 3, F, H, W]` -> same shape (identity when sigma <= 0)."
+    if sigma <= 0: return videos
+    B, C, Fr, H, W = videos.shape
+    k = 2 * round(2 * sigma) + 1
+    x = torch.arange(k, dtype=videos.dtype) - k // 2
+    g = torch.exp(-x ** 2 / (2 * sigma ** 2)); g = g / g.sum()
+    f = videos.permute(0, 2, 1, 3, 4).reshape(B * Fr, C, H, W)
+    f = F.conv2d(f, g.view(1, 1, 1, k).repeat(C, 1, 1, 1), padding=(0, k // 2), groups=C)
+    f = F.conv2d(f, g.view(1, 1, k, 1).repeat(C, 1, 1, 1), padding=(k // 2, 0), groups=C)
+    return f.view(B, Fr, C, H, W).permute(0, 2, 1, 3, 4)
+
+
+def concordance(d: torch.Tensor, w: torch.Tensor, ids: torch.Tensor) -> float:
+    "Kendall concordance of scores `d` with `w` `[N]` over pairs with the same id and different `w`."
+    s = []
+    for i in ids.unique():
+        dd, ww = d[ids == i], w[ids == i]
+        for a in range(len(dd)):
+            for b in range(a + 1, len(dd)):
+                if ww[a] != ww[b]: s.append(float(torch.sign(dd[a] - dd[b]) * torch.sign(ww[a] - ww[b])))
+    return float(np.mean(s)) if s else float('nan')
+
+
+def rollout_pool(tr, student, reps: int, seed: int, cache: Path):
+    "Pixels `[N, 3, F, H, W]`, world scores `[N]` and prompt indices `[N]` of `reps` base rollouts per teacher prompt."
+    from afd_nb.evaluate import world_scores
+    if cache.exists(): return torch.load(cache)
+    g, ys, ws, ids = torch.Generator().manual_seed(seed), [], [], []
+    for _ in range(reps):
+        for s in range(0, len(tr.data), 8):
+            idx = list(range(s, min(len(tr.data), s + 8)))
+            ps = [tr.data.prompts[i] for i in idx]
+            emb, mask = student.encode_prompts(ps)
+            with torch.no_grad(), student.view('old'):   # the fresh LoRA is zero: this is the base student
+                x0 = student.model.rollout(emb, generator=g, text_mask=mask).float()
+                y = student.codec.decode(x0).float().clamp(-1, 1)
+            ys.append(y); ws.append(world_scores(y, ps, tr.fmt['fps']).float()); ids += idx
+    pool = torch.cat(ys), torch.cat(ws), torch.tensor(ids)
+    cache.parent.mkdir(parents=True, exist_ok=True); torch.save(pool, cache)
+    return pool
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--student', default='causal_forcing')
+    ap.add_argument('--d-lr', type=float, default=5e-4)
+    ap.add_argument('--d-width', type=int, default=32)
+    ap.add_argument('--steps', type=int, default=160)
+    ap.add_argument('--batch', type=int, default=8)
+    ap.add_argument('--pool', type=int, default=4, help="rollouts per teacher prompt (half train D, half are held out)")
+    ap.add_argument('--blur', type=float, default=0.0)
+    ap.add_argument('--threads', type=int, default=2)
+    ap.add_argument('--seed', type=int, default=0)
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    from accelerate import Accelerator
+    from afd_nb.advantage import rank_correlation
+    from afd_nb.discriminator import PhysicsDiscriminator, bt_loss
+    from afd_nb.student import load_student
+    from afd_nb.teachers import load_teacher
+    from afd_nb.train import TrainConfig, Trainer, disc_parameters
+
+    student = load_student(a.student)
+    tr = Trainer(student, load_teacher('physics'), TrainConfig(iterations=1, eval_every=0, seed=a.seed), None,
+                 progress=False, accelerator=Accelerator(cpu=True))
+    t0 = time.time()
+    Y, Wd, I = rollout_pool(tr, student, a.pool, 1000 + a.seed, ROOT/'runs'/'d_probe'/f'pool_{a.student}_{a.pool}_s{a.seed}.pt')
+    N = len(tr.data)
+    within_std = torch.stack([Wd[I == i] for i in range(N)]).std(1).mean()
+    print(f"pool: {len(Y)} base rollouts ({time.time() - t0:.0f} s); world physics_score mean {Wd.mean():.3f}, "
+          f"std {Wd.std():.3f}, mean within-prompt std {within_std:.3f}", flush=True)
+    half = len(Y) // 2   # the pool is rep-major: the first reps train D, the rest are held out
+    Y_tr, I_tr, Y_te, W_te, I_te = Y[:half], I[:half], Y[half:], Wd[half:], I[half:]
+    y_T = tr.data.videos(list(range(N))).float()
+    torch.manual_seed(a.seed)
+    D = PhysicsDiscriminator(student.text, student.text.dim, a.d_width, dict(tr.fmt))
+    opt = torch.optim.AdamW(disc_parameters(D), a.d_lr, weight_decay=1e-4)
+    ps = tr.data.prompts
+    g = torch.Generator().manual_seed(a.seed)
+    for step in range(1, a.steps + 1):
+        j = torch.randint(half, (a.batch,), generator=g)
+        idx = I_tr[j].tolist()
+        d_t, d_s = D.score(blur(torch.cat([y_T[idx], Y_tr[j]]), a.blur), [ps[i] for i in idx] * 2).chunk(2)
+        loss = bt_loss(d_t, d_s)
+        opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+        if step % 40 and step != a.steps: continue
+        with torch.no_grad():
+            s = torch.cat([D.score(blur(Y_te[k:k + 32], a.blur), [ps[i] for i in I_te[k:k + 32].tolist()])
+                           for k in range(0, len(Y_te), 32)])
+            s_T = D.score(blur(y_T, a.blur), list(ps))
+        acc = float((s_T[I_te] > s).float().mean())
+        print(f"step {step}: train loss {loss.item():.4f}, margin {(d_t - d_s).mean().item():.2f}; held out: acc {acc:.3f}, "
+              f"corr {rank_correlation(s, W_te):+.3f}, within {concordance(s, W_te, I_te):+.3f}", flush=True)
+
+
+if __name__ == '__main__':
+    main()
