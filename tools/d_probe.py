@@ -13,6 +13,10 @@ half:
 A D that AFD can use to improve physics needs `corr` and `within` clearly above 0.
 
     python tools/d_probe.py --student causal_forcing --d-lr 5e-4 --steps 160 [--blur 1.5] [--pool 4] [--threads 2]
+    python tools/d_probe.py --against world    # control: the world's own renders of each prompt under a random law
+
+The control (`--against world`) puts the same renderer on both sides, so D can only win on motion: it shows whether
+this D can rank clips by physics at all when appearance gives nothing away.
 
 The pool is cached in `runs/d_probe/` (delete it to redraw). `--blur S` passes both clips through a Gaussian blur of
 S pixels before D (a probe-only change: does D still win without fine appearance?).
@@ -52,19 +56,33 @@ def concordance(d: torch.Tensor, w: torch.Tensor, ids: torch.Tensor) -> float:
     return float(np.mean(s)) if s else float('nan')
 
 
-def rollout_pool(tr, student, reps: int, seed: int, cache: Path):
-    "Pixels `[N, 3, F, H, W]`, world scores `[N]` and prompt indices `[N]` of `reps` base rollouts per teacher prompt."
+def world_variants(prompts, seeds, kinds, fmt: dict) -> torch.Tensor:
+    "Clips `[B, 3, F, H, W]` in [-1, 1] the world renders for `prompts` under the laws `kinds` (PHYSICS_VARIANTS)."
+    from afd_nb.world import physics_variant, render, scene_from_prompt
+    clips = [render(physics_variant(scene_from_prompt(p, s), k), fmt['size'], fmt['fps'], fmt['num_frames'])
+             for p, s, k in zip(prompts, seeds, kinds)]
+    return torch.from_numpy(np.stack(clips)).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
+
+
+def rollout_pool(tr, student, reps: int, seed: int, cache: Path, against: str = 'student'):
+    """Pixels `[N, 3, F, H, W]`, world scores `[N]` and prompt indices `[N]`: `reps` base-student rollouts per teacher
+    prompt, or (`against='world'`) the world's own renders of each prompt under a law drawn from PHYSICS_VARIANTS."""
     from afd_nb.evaluate import world_scores
+    from afd_nb.world import PHYSICS_VARIANTS
     if cache.exists(): return torch.load(cache)
     g, ys, ws, ids = torch.Generator().manual_seed(seed), [], [], []
-    for _ in range(reps):
+    for rep in range(reps):
         for s in range(0, len(tr.data), 8):
             idx = list(range(s, min(len(tr.data), s + 8)))
             ps = [tr.data.prompts[i] for i in idx]
-            emb, mask = student.encode_prompts(ps)
-            with torch.no_grad(), student.view('old'):   # the fresh LoRA is zero: this is the base student
-                x0 = student.model.rollout(emb, generator=g, text_mask=mask).float()
-                y = student.codec.decode(x0).float().clamp(-1, 1)
+            if against == 'world':   # same renderer as the teacher: only the law (and the scene's seed) differs
+                kinds = [PHYSICS_VARIANTS[k] for k in torch.randint(len(PHYSICS_VARIANTS), (len(ps),), generator=g)]
+                y = world_variants(ps, [seed + 100 * rep + i for i in idx], kinds, tr.fmt)
+            else:
+                emb, mask = student.encode_prompts(ps)
+                with torch.no_grad(), student.view('old'):   # the fresh LoRA is zero: this is the base student
+                    x0 = student.model.rollout(emb, generator=g, text_mask=mask).float()
+                    y = student.codec.decode(x0).float().clamp(-1, 1)
             ys.append(y); ws.append(world_scores(y, ps, tr.fmt['fps']).float()); ids += idx
     pool = torch.cat(ys), torch.cat(ws), torch.tensor(ids)
     cache.parent.mkdir(parents=True, exist_ok=True); torch.save(pool, cache)
@@ -80,6 +98,8 @@ def main(argv=None):
     ap.add_argument('--batch', type=int, default=8)
     ap.add_argument('--pool', type=int, default=4, help="rollouts per teacher prompt (half train D, half are held out)")
     ap.add_argument('--blur', type=float, default=0.0)
+    ap.add_argument('--against', default='student', choices=['student', 'world'],
+                    help="what D tells the teacher from: base-student rollouts, or the world's renders under wrong laws")
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--seed', type=int, default=0)
     a = ap.parse_args(argv)
@@ -95,10 +115,12 @@ def main(argv=None):
     tr = Trainer(student, load_teacher('physics'), TrainConfig(iterations=1, eval_every=0, seed=a.seed), None,
                  progress=False, accelerator=Accelerator(cpu=True))
     t0 = time.time()
-    Y, Wd, I = rollout_pool(tr, student, a.pool, 1000 + a.seed, ROOT/'runs'/'d_probe'/f'pool_{a.student}_{a.pool}_s{a.seed}.pt')
+    name = a.student if a.against == 'student' else 'world'
+    Y, Wd, I = rollout_pool(tr, student, a.pool, 1000 + a.seed, ROOT/'runs'/'d_probe'/f'pool_{name}_{a.pool}_s{a.seed}.pt',
+                            a.against)
     N = len(tr.data)
     within_std = torch.stack([Wd[I == i] for i in range(N)]).std(1).mean()
-    print(f"pool: {len(Y)} base rollouts ({time.time() - t0:.0f} s); world physics_score mean {Wd.mean():.3f}, "
+    print(f"pool: {len(Y)} {'base rollouts' if a.against == 'student' else 'world renders'} ({time.time() - t0:.0f} s); world physics_score mean {Wd.mean():.3f}, "
           f"std {Wd.std():.3f}, mean within-prompt std {within_std:.3f}", flush=True)
     half = len(Y) // 2   # the pool is rep-major: the first reps train D, the rest are held out
     Y_tr, I_tr, Y_te, W_te, I_te = Y[:half], I[:half], Y[half:], Wd[half:], I[half:]
