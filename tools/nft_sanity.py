@@ -10,7 +10,7 @@ printed figure is its mean over the last 10 iterations (80 clips), beside the pr
 from the base).
 
     python tools/nft_sanity.py --student causal_forcing --lr 5e-4 --iterations 40 --baseline prompt --t-dist logit_normal
-        [--noise-draws 4] [--adaptive] [--threads 2] [--reward random --log-physics]
+        [--noise-draws 4] [--minibatch 2] [--adaptive] [--threads 2] [--reward random --log-physics]
 """
 import argparse, time
 
@@ -26,6 +26,7 @@ def main(argv=None):
     ap.add_argument('--baseline', default='prompt', choices=['batch', 'prompt'])
     ap.add_argument('--t-dist', default='logit_normal', choices=['logit_normal', 'uniform', 'sigmas'])
     ap.add_argument('--noise-draws', type=int, default=1, help="(t, eps) draws per rollout in a student step")
+    ap.add_argument('--minibatch', type=int, default=0, help="student minibatch (several steps per batch); 0: whole batch")
     ap.add_argument('--adaptive', action='store_true', help="DiffusionNFT's adaptive x0-space weight in (E9)")
     ap.add_argument('--threads', type=int, default=1)
     ap.add_argument('--reward', default='darkness', choices=['darkness', 'world', 'random'],
@@ -56,7 +57,7 @@ def main(argv=None):
     cfg = T.TrainConfig(iterations=a.iterations, batch_size=8, group_size=4 if a.baseline == 'prompt' else 1,
                         baseline=a.baseline, reward='world', lr=a.lr, beta=1.0, prior_weight=a.prior_weight, t_dist=a.t_dist,
                         old_decay=a.old_decay,
-                        noise_draws=a.noise_draws, adaptive=a.adaptive,
+                        noise_draws=a.noise_draws, adaptive=a.adaptive, minibatch_size=a.minibatch or None,
                         eval_every=0, ckpt_every=10**9, seed=a.seed)
     tr = T.Trainer(load_student(a.student), load_teacher('physics'), cfg, None, progress=False,
                    accelerator=Accelerator(cpu=True), world_score=reward)
