@@ -6,7 +6,7 @@
 a null control that shows how far the update drifts with no signal at all (`--log-physics` logs the rollouts' world
 physics_score beside it). The reward reaches `afd_nb.train.Trainer` through `reward='world'` and its `world_score`
 argument; everything else is the job's AFD update (E6)-(E11). A working update raises its reward steadily; the
-printed figure is its mean over the last 10 iterations (80 clips), beside the prior term (how far the student moved
+printed figure is its mean over the last 10 iterations (10 batches), beside the prior term (how far the student moved
 from the base).
 
     python tools/nft_sanity.py --student causal_forcing --lr 5e-4 --iterations 40 --baseline prompt --t-dist logit_normal
@@ -26,6 +26,7 @@ def main(argv=None):
     ap.add_argument('--baseline', default='prompt', choices=['batch', 'prompt'])
     ap.add_argument('--t-dist', default='logit_normal', choices=['logit_normal', 'uniform', 'sigmas'])
     ap.add_argument('--noise-draws', type=int, default=1, help="(t, eps) draws per rollout in a student step")
+    ap.add_argument('--batch', type=int, default=8, help="rollouts per iteration")
     ap.add_argument('--minibatch', type=int, default=0, help="student minibatch (several steps per batch); 0: whole batch")
     ap.add_argument('--adaptive', action='store_true', help="DiffusionNFT's adaptive x0-space weight in (E9)")
     ap.add_argument('--threads', type=int, default=1)
@@ -54,7 +55,7 @@ def main(argv=None):
         if a.reward == 'world': r = w
         seen.append(float(r.mean()))
         return r
-    cfg = T.TrainConfig(iterations=a.iterations, batch_size=8, group_size=4 if a.baseline == 'prompt' else 1,
+    cfg = T.TrainConfig(iterations=a.iterations, batch_size=a.batch, group_size=4 if a.baseline == 'prompt' else 1,
                         baseline=a.baseline, reward='world', lr=a.lr, beta=1.0, prior_weight=a.prior_weight, t_dist=a.t_dist,
                         old_decay=a.old_decay,
                         noise_draws=a.noise_draws, adaptive=a.adaptive, minibatch_size=a.minibatch or None,
