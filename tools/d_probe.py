@@ -103,6 +103,7 @@ def main(argv=None):
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--seed', type=int, default=0)
     a = ap.parse_args(argv)
+    if a.pool < 2 or a.pool % 2: ap.error(f"--pool {a.pool}: an even number >= 2 (half the rollouts train D, half are held out)")
     torch.set_num_threads(a.threads)
     from accelerate import Accelerator
     from afd_nb.advantage import rank_correlation
@@ -120,7 +121,8 @@ def main(argv=None):
                             a.against)
     N = len(tr.data)
     within_std = torch.stack([Wd[I == i] for i in range(N)]).std(1).mean()
-    print(f"pool: {len(Y)} {'base rollouts' if a.against == 'student' else 'world renders'} ({time.time() - t0:.0f} s); world physics_score mean {Wd.mean():.3f}, "
+    what = 'base rollouts' if a.against == 'student' else 'world renders'
+    print(f"pool: {len(Y)} {what} ({time.time() - t0:.0f} s); world physics_score mean {Wd.mean():.3f}, "
           f"std {Wd.std():.3f}, mean within-prompt std {within_std:.3f}", flush=True)
     half = len(Y) // 2   # the pool is rep-major: the first reps train D, the rest are held out
     Y_tr, I_tr, Y_te, W_te, I_te = Y[:half], I[:half], Y[half:], Wd[half:], I[half:]
