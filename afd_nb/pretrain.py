@@ -224,13 +224,19 @@ def self_history(model, text, x0: torch.Tensor, prompts: Sequence[str], share: f
     return torch.where(pick.to(x0.device)[:, None, None, None, None], x0_hat.to(x0.dtype), x0)
 
 # %% ../nbs/26_pretrain.ipynb #39ed5fd3
-def random_student(name: str = 'self_forcing', seed: int = 0, device='cpu', prediction: str | None = None):
+def random_student(name: str = 'self_forcing', seed: int = 0, device='cpu', prediction: str | None = None,
+                   transformer: dict | None = None):
     """A tiny `Student` of preset `name` with random weights from `seed` (what pretraining starts from);
-    `prediction` ('flow' | 'sample') overrides the preset's output head."""
+    `prediction` ('flow' | 'sample') overrides the preset's output head, `transformer` entries its
+    `WanTransformer3DModel` config (e.g. `{'patch_size': (1, 2, 2)}`; saved with the student, so it loads back)."""
     from diffusers import WanTransformer3DModel
     from afd_nb.student import CausalWan, Student, get_preset
     p = get_preset(name, 'tiny')
     if prediction: p = dataclasses.replace(p, prediction=prediction)
+    if transformer:
+        bad = sorted(set(transformer) - set(p.transformer))
+        if bad: raise ValueError(f"unknown transformer setting(s) {bad}; valid: {sorted(p.transformer)}")
+        p = dataclasses.replace(p, transformer={**p.transformer, **transformer})
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         tr = WanTransformer3DModel(**p.transformer).to(device)

@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Probe: how much of a student's 4-step failure comes from its first chunk? Prints the eval headline of plain
 rollouts and of rollouts given the teacher's first chunk (the rest sampled), on 16 + 16 eval prompts.
-Usage: python tools/first_chunk_probe.py [STUDENT_FOLDER]   (default: the shipped self_forcing student)"""
+Usage: python tools/first_chunk_probe.py [STUDENT_FOLDER [STUDENT]]   (default: the shipped self_forcing student;
+'' as the folder: the shipped weights of STUDENT)"""
 import torch, numpy as np
 from afd_nb.student import load_student, segment_plan, history_layout, _blocks
 from afd_nb.flow import few_step_sample
@@ -12,7 +13,7 @@ from afd_nb.evaluate import evaluate_clips
 from afd_nb.video import Clip
 import sys
 torch.set_num_threads(2)
-st = load_student('self_forcing', checkpoint=sys.argv[1] if len(sys.argv) > 1 else None); m = st.model
+st = load_student(sys.argv[2] if len(sys.argv) > 2 else 'self_forcing', checkpoint=(sys.argv[1] or None) if len(sys.argv) > 1 else None); m = st.model
 prompts = load_prompts('general', 'eval')[:16] + load_prompts('physics', 'eval')[:16]
 spec = CorpusSpec()
 gt = st.codec.encode(frames_to_batch([render_clip(p, 123 + i, 'general' if i < 16 else 'true', spec) for i, p in enumerate(prompts)]))
