@@ -451,7 +451,7 @@ def _train(self: PretrainRun, corpus: Corpus, progress: bool = True) -> 'Pretrai
 PretrainRun._periodic, PretrainRun.train = _periodic, _train
 
 # %% ../nbs/26_pretrain.ipynb #7ffb43dd
-def save_pretrained_student(run: PretrainRun, folder: str | Path) -> Path:
-    "Write the EMA student and its trained text encoder (`folder/text/`) with `save_student`."
+def save_pretrained_student(run: PretrainRun, folder: str | Path, dtype: torch.dtype | None = None) -> Path:
+    "Write the EMA student and its trained text encoder (`folder/text/`) with `save_student` (weights in `dtype`)."
     from afd_nb.student import save_student
-    return Path(save_student(run.ema_student, folder, text=True))
+    return Path(save_student(run.ema_student, folder, text=True, dtype=dtype))

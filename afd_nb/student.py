@@ -540,13 +540,16 @@ def load_student(name: str = 'self_forcing', size: str = 'tiny', checkpoint=None
                              preset.prediction).eval(),
                    preset, source=source, text_path=text_path)
 
-def save_student(student: Student, folder: str | Path, text: bool | None = None) -> Path:
+def save_student(student: Student, folder: str | Path, text: bool | None = None, dtype: torch.dtype | None = None) -> Path:
     """Write a kit student folder: `config.json` (the preset), `model.safetensors` (backbone, diffusers keys) and,
-    with `text` (default: a tiny student whose encoder is loaded), its text encoder in `text/`."""
+    with `text` (default: a tiny student whose encoder is loaded), its text encoder in `text/`. `dtype` (e.g.
+    `torch.float16`: half the file) stores the floating weights in that type; `load_student` casts them back."""
     from safetensors.torch import save_file
     folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
     (folder/STUDENT_CONFIG).write_text(json.dumps(dataclasses.asdict(student.preset), indent=1))
-    save_file({k: v.detach().cpu().contiguous() for k, v in base_state_dict(student.transformer).items()}, folder/STUDENT_WEIGHTS)
+    sd = {k: v.detach().cpu().contiguous() for k, v in base_state_dict(student.transformer).items()}
+    if dtype is not None: sd = {k: v.to(dtype) if v.is_floating_point() else v for k, v in sd.items()}
+    save_file(sd, folder/STUDENT_WEIGHTS)
     if text if text is not None else (student.preset.size == 'tiny' and student._text is not None):
         student.text.save_pretrained(folder/'text')
     return folder
