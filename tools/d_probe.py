@@ -18,11 +18,11 @@ A D that AFD can use to improve physics needs `corr` and `within` clearly above 
 The control (`--against world`) puts the same renderer on both sides, so D can only win on motion: it shows whether
 this D can rank clips by physics at all when appearance gives nothing away.
 
-The pool is cached in `runs/d_probe/` (delete it to redraw). `--blur S` passes both clips through a Gaussian blur of
+The pool is cached in `runs/d_probe/`, keyed by the student's weights (delete it to redraw). `--blur S` passes both clips through a Gaussian blur of
 S pixels before D (a probe-only change: does D still win without fine appearance?).
 """
 from __future__ import annotations
-import argparse, time
+import argparse, hashlib, time
 from pathlib import Path
 
 import numpy as np
@@ -116,7 +116,9 @@ def main(argv=None):
     tr = Trainer(student, load_teacher('physics'), TrainConfig(iterations=1, eval_every=0, seed=a.seed), None,
                  progress=False, accelerator=Accelerator(cpu=True))
     t0 = time.time()
-    name = a.student if a.against == 'student' else 'world'
+    # the student's weights are in the key, so a newly shipped student gets a fresh pool
+    tag = hashlib.sha1(b''.join(p.detach().float().numpy().tobytes() for p in student.transformer.parameters())).hexdigest()[:8]
+    name = f'{a.student}_{tag}' if a.against == 'student' else 'world'
     Y, Wd, I = rollout_pool(tr, student, a.pool, 1000 + a.seed, ROOT/'runs'/'d_probe'/f'pool_{name}_{a.pool}_s{a.seed}.pt',
                             a.against)
     N = len(tr.data)
