@@ -372,8 +372,8 @@ def _rollout(self: CausalWan, text_emb: torch.Tensor, num_frames: int | None = N
 CausalWan.rollout = _rollout
 
 # %% ../nbs/20_student.ipynb #93bec7be
-TINY_TRANSFORMER = dict(patch_size=(1, 1, 1), num_attention_heads=4, attention_head_dim=32, in_channels=96,
-                        out_channels=96, text_dim=64, freq_dim=256, ffn_dim=512, num_layers=4, cross_attn_norm=True,
+TINY_TRANSFORMER = dict(patch_size=(1, 2, 2), num_attention_heads=4, attention_head_dim=48, in_channels=96,
+                        out_channels=96, text_dim=64, freq_dim=256, ffn_dim=768, num_layers=4, cross_attn_norm=True,
                         qk_norm='rms_norm_across_heads', eps=1e-6, rope_max_seq_len=32)
 WAN_1_3B_TRANSFORMER = dict(patch_size=(1, 2, 2), num_attention_heads=12, attention_head_dim=128, in_channels=16,
                             out_channels=16, text_dim=4096, freq_dim=256, ffn_dim=8960, num_layers=30,

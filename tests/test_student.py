@@ -187,7 +187,7 @@ def test_tiny_student_folder_and_shipped_weights(tmp_path, monkeypatch):
     with pytest.warns(UserWarning, match='RANDOMLY INITIALISED'):
         monkeypatch.setattr(S, 'data_samples_dir', lambda: tmp_path)
         st = load_student('causal_forcing', 'tiny', device='cpu')
-    assert sum(p.numel() for p in st.transformer.parameters()) == 1_259_744
+    assert sum(p.numel() for p in st.transformer.parameters()) == 2_885_184
     emb, _ = st.encode_prompts(['a red ball'])                                # loads the tiny text encoder
     save_student(st, tmp_path/'students'/'causal_forcing')                    # ... so it is saved in text/
     shipped = load_student('causal_forcing', 'tiny', device='cpu')           # found in data_samples/students/

@@ -5,6 +5,8 @@
    history at every step (`use_cache=False`), in one run, as a ratio; for Self-Forcing's 3-frame blocks and
    Causal-Forcing's frame-wise blocks.
 2. Teacher-forced `velocity` for a batch of 8 tiny clips, forward + backward, with and without LoRA adapters.
+3. The token patch: the same forward + backward for a random tiny student with patch (1, 1, 1) at width 128 (the
+   students shipped before 2026-11-25) and with the preset's patch (1, 2, 2) (4x fewer tokens), as a ratio.
 
 Timings are the minimum over `--repeat` runs (the machine is shared); CPU time is printed beside wall time.
 Usage: python tools/bench_student.py [--repeat 5] [--batch 1] [--device cpu] [--threads 0]
@@ -67,6 +69,19 @@ def main():
     print(f"   LoRA rank {st.preset.lora_rank} 'default' only: {w:.3f} s (cpu {c:.3f} s)   target < 2 s")
     with torch.no_grad(): w, c = best(lambda: st.model.velocity(x, t, clean, text), a.repeat)
     print(f"   forward only (no grad):   {w:.3f} s (cpu {c:.3f} s)")
+    print("\n3. token patch: forward + backward as in 2., random tiny students (no adapters)")
+    from afd_nb.pretrain import random_student
+    times = {}
+    for name, arch in [('patch (1, 1, 1), width 128, ffn 512', dict(patch_size=(1, 1, 1), attention_head_dim=32, ffn_dim=512)),
+                       ('the preset', {})]:
+        m = random_student('self_forcing', transformer=arch).model.to(a.device).train()
+        def step():
+            m.velocity(x, t, clean, text).square().mean().backward()
+            m.zero_grad(set_to_none=True)
+        times[name] = best(step, a.repeat)[0]
+        print(f"   {name} {m.transformer.config.patch_size}: {sum(p.numel() for p in m.parameters()):,} params, "
+              f"{times[name]:.3f} s")
+    print(f"   the preset is {times[next(iter(times))] / times['the preset']:.2f}x faster per step")
 
 
 if __name__ == '__main__':
