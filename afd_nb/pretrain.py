@@ -192,11 +192,12 @@ def text_embeddings(text, prompts: Sequence[str], device=None) -> tuple[torch.Te
 
 def flow_loss(model, text, x0: torch.Tensor, prompts: Sequence[str], t_chunks: torch.Tensor, noise: torch.Tensor,
               object_weight: float = 0.0, background: float = 1.0, first_chunk_weight: float = 1.0,
-              history: torch.Tensor | None = None) -> torch.Tensor:
+              history: torch.Tensor | None = None, sigma_power: float = 0.0) -> torch.Tensor:
     """Teacher-forced chunked flow matching (E1-E2): `x0`, `noise` latents `[B, C, F, H, W]`, `t_chunks [B, K]`.
     History = the clip's own clean latents, or `history` (same shape, e.g. from `self_history`); returns the weighted
     mean squared error, a scalar: weight `1 + object_weight` on non-background elements, times `first_chunk_weight`
-    on chunk 0's frames."""
+    on chunk 0's frames, times `max(σ, 0.05) ** sigma_power` per frame (0: the plain v-loss; 2: for an x-prediction
+    head, the x0-space loss, which weighs every noise level alike where the v-loss weighs x0 errors by 1/σ²)."""
     Fn, b = x0.shape[2], model.block_size
     t = frame_times(t_chunks, Fn, b).to(x0.device)
     x_t, target = add_noise(x0, noise, t), velocity_target(x0, noise)                  # (E1), (E2)
@@ -204,6 +205,7 @@ def flow_loss(model, text, x0: torch.Tensor, prompts: Sequence[str], t_chunks: t
     v = model.velocity(x_t, t_chunks.to(x0.device), x0 if history is None else history, emb, mask)
     w = 1.0 + object_weight * (x0 < background - 0.1).to(x0.dtype)                    # non-white pixels
     w[:, :, :b] *= first_chunk_weight                                                 # chunk 0: no history
+    if sigma_power: w = w * t.to(w).clamp_min(0.05)[:, None, :, None, None] ** sigma_power   # CausalWan's σ floor
     return (w * (v.float() - target) ** 2).sum() / w.sum()
 
 @torch.no_grad()
@@ -259,6 +261,7 @@ class PretrainConfig:
     object_weight: float = 2.0
     first_chunk_weight: float = 1.0
     self_history: float = 0.0           # share of clips whose history is the model's own denoising (0: off)
+    sigma_power: float = 0.0            # per-frame loss weight σ^p (`flow_loss`): 0 the v-loss, 2 the x0-space loss
     seed: int = 0
     max_minutes: float | None = None     # stop (and checkpoint) once this much training wall time is spent
     ckpt_every: int = 50
@@ -376,7 +379,7 @@ def _train_step(self: PretrainRun, corpus: Corpus) -> dict:
     hist = (self_history(st.model, self.text, x0, prompts, cfg.self_history, st.preset.sigmas[-2:], g)
             if cfg.self_history > 0 else None)
     loss = flow_loss(st.model, self.text, x0, prompts, t, noise, cfg.object_weight, first_chunk_weight=cfg.first_chunk_weight,
-                     history=hist)
+                     history=hist, sigma_power=cfg.sigma_power)
     lr = cfg.lr_at(self.step)
     for grp in self.opt.param_groups: grp['lr'] = lr * grp['lr_scale']
     self.opt.zero_grad(set_to_none=True)
