@@ -72,14 +72,14 @@ def main():
     print("\n3. token patch: forward + backward as in 2., random tiny students (no adapters)")
     from afd_nb.pretrain import random_student
     times = {}
-    for name, arch in [('patch (1, 1, 1), width 128, ffn 512', dict(patch_size=(1, 1, 1), attention_head_dim=32, ffn_dim=512)),
+    for name, arch in [('width 128, ffn 512', dict(patch_size=(1, 1, 1), attention_head_dim=32, ffn_dim=512)),
                        ('the preset', {})]:
         m = random_student('self_forcing', transformer=arch).model.to(a.device).train()
         def step():
             m.velocity(x, t, clean, text).square().mean().backward()
             m.zero_grad(set_to_none=True)
         times[name] = best(step, a.repeat)[0]
-        print(f"   {name} {m.transformer.config.patch_size}: {sum(p.numel() for p in m.parameters()):,} params, "
+        print(f"   {name}, patch {tuple(m.transformer.config.patch_size)}: {sum(p.numel() for p in m.parameters()):,} params, "
               f"{times[name]:.3f} s")
     print(f"   the preset is {times[next(iter(times))] / times['the preset']:.2f}x faster per step")
 
