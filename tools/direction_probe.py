@@ -18,11 +18,13 @@ COLOURS = ('red', 'blue', 'green', 'purple', 'orange', 'black')
 def displacements(clips, prompts, spans=((0, 5), (6, 23))) -> list[np.ndarray]:
     "Mean (dx, dy) per span over the clips whose ball is tracked at both ends of that span (NaN if none)."
     from afd_nb.metrics import track
+    from afd_nb.world import parse_prompt
+    colours = [parse_prompt(p).attributes['objects'][0]['color'] for p in prompts]
     out = []
     for a, b in spans:
         d = []
-        for f, p in zip(clips, prompts):
-            w = track(f, 8.0, colors=[p.split()[1]]).world[:, 0]
+        for f, c in zip(clips, colours):
+            w = track(f, 8.0, colors=[c]).world[:, 0]
             if not (np.isnan(w[a, 0]) or np.isnan(w[b, 0])): d.append(w[b] - w[a])
         out.append(np.mean(d, 0) if d else np.full(2, np.nan))
     return out
