@@ -4,9 +4,15 @@
 (frames 6 -> 23), for the student's rollouts and for the world's own renders of the same prompts. The world's
 balls bounce off the walls, so its second figure can point back; its first figure is the prompted direction.
 
+A second table asks whether the direction word reaches the model at all: the world's clips of balls moving to the
+right, chunk 0 noised to σ, denoised once under the true prompt and under the same prompt saying "to the left".
+It prints the horizontal drift (pixels, frames 0 -> 5) of the darkness centroid of x̂0 under each; the clips'
+own drift is about +7 px. Equal figures mean the word is ignored and the motion is read off x_t alone.
+
     python tools/direction_probe.py [--student causal_forcing] [--checkpoint FOLDER] [--n 12] [--threads 2]
 """
 import argparse
+import math
 
 import numpy as np
 import torch
@@ -30,6 +36,34 @@ def displacements(clips, prompts, spans=((0, 5), (6, 23))) -> list[np.ndarray]:
     return out
 
 
+def centroid_drift(pix) -> float:
+    "Mean horizontal drift (pixels) of the darkness centroid from frame 0 to frame 5 of pixel clips `[B, 3, F, H, W]`."
+    m = (1 - pix.float().clamp(-1, 1).mean(1).add(1).div(2)).clamp_min(0)          # darkness [B, F, H, W]
+    cx = (m.sum(-2) * torch.arange(m.shape[-1]).float()).sum(-1) / (m.sum((-1, -2)) + 1e-6)
+    return float((cx[:, 5] - cx[:, 0]).mean())
+
+
+@torch.no_grad()
+def text_effect(st, n: int, sigmas=(0.95, 0.9, 0.8, 0.75, 0.5)) -> list[tuple[float, float, float]]:
+    "Per σ: x̂0's drift under the true prompt ('to the right') and under 'to the left', on the same x_t (chunk 0)."
+    from afd_nb.core import frames_to_batch
+    from afd_nb.flow import add_noise, x0_from_velocity
+    from afd_nb.pretrain import CorpusSpec, render_clip
+    ps = [f'a {COLOURS[i % len(COLOURS)]} ball moves to the right' for i in range(n)]
+    x0 = st.codec.encode(frames_to_batch([render_clip(p, 100 + i, 'general', CorpusSpec()) for i, p in enumerate(ps)]))
+    x0, b = x0[:, :, :st.model.block_size], st.model.block_size
+    eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0))
+    rows = [(0.0, centroid_drift(st.codec.decode(x0)), math.nan)]
+    for s in sigmas:
+        x_t, r = add_noise(x0, eps, s), []
+        for d in ('to the right', 'to the left'):
+            emb, mask = st.encode_prompts([p.replace('to the right', d) for p in ps])
+            v = st.model.velocity(x_t, torch.full((n, 1), s), None, emb, mask).float()
+            r.append(centroid_drift(st.codec.decode(x0_from_velocity(x_t, v, s))))
+        rows.append((s, *r))
+    return rows
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--student', default='causal_forcing')
@@ -50,6 +84,10 @@ def main(argv=None):
         s = displacements([c.frames for c in sample_clips(st, ps, seed=7, progress=False)], ps)
         w = displacements([render_clip(p, i, 'general', CorpusSpec()) for i, p in enumerate(ps)], ps)
         print(f"{d:13s} | {fmt(s[0])} {fmt(s[1])} | {fmt(w[0])} {fmt(w[1])}", flush=True)
+    print("\nchunk 0 of balls moving right, noised to σ, denoised once: x̂0's drift (px, frames 0 -> 5)")
+    print("σ     | prompt 'to the right' | prompt 'to the left'")
+    for s_, r, l in text_effect(st, a.n):
+        print(f"{s_:.2f}  | {r:+.1f}" + (" (the clips themselves)" if s_ == 0 else f"                  | {l:+.1f}"))
 
 
 if __name__ == '__main__':
