@@ -51,7 +51,7 @@ def text_effect(st, n: int, sigmas=(0.95, 0.9, 0.8, 0.75, 0.5)) -> list[tuple[fl
     from afd_nb.pretrain import CorpusSpec, render_clip
     ps = [f'a {COLOURS[i % len(COLOURS)]} ball moves to the right' for i in range(n)]
     x0 = st.codec.encode(frames_to_batch([render_clip(p, 100 + i, 'general', CorpusSpec()) for i, p in enumerate(ps)]))
-    x0, b = x0[:, :, :st.model.block_size], st.model.block_size
+    x0 = x0[:, :, :st.model.block_size]                                                  # chunk 0
     eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0))
     rows = [(0.0, centroid_drift(st.codec.decode(x0)), math.nan)]
     for s in sigmas:
