@@ -121,6 +121,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
             'afd_nb.flow': { 'afd_nb.flow._check_sigmas': ('flow.html#_check_sigmas', 'afd_nb/flow.py'),
                              'afd_nb.flow._gmm_params': ('flow.html#_gmm_params', 'afd_nb/flow.py'),
                              'afd_nb.flow._gmm_terms': ('flow.html#_gmm_terms', 'afd_nb/flow.py'),
+                             'afd_nb.flow._next_noise': ('flow.html#_next_noise', 'afd_nb/flow.py'),
                              'afd_nb.flow.add_noise': ('flow.html#add_noise', 'afd_nb/flow.py'),
                              'afd_nb.flow.euler_sample': ('flow.html#euler_sample', 'afd_nb/flow.py'),
                              'afd_nb.flow.expand_t': ('flow.html#expand_t', 'afd_nb/flow.py'),

@@ -5,6 +5,7 @@ sampler, training-time sampling of `t`, and a Gaussian mixture with its exact ve
 
 # %% ../nbs/01_flow.ipynb #b4e18aaa
 from __future__ import annotations
+import math
 from typing import Callable, Sequence
 
 import torch
@@ -81,21 +82,30 @@ def _check_sigmas(sigmas) -> list[float]:
 
 def few_step_sample(velocity_fn: VelocityFn, noise: Tensor, sigmas: Sequence[float] | Tensor,
                     generator: torch.Generator | None = None,
-                    callback: Callable[[int, Tensor, Tensor], None] | None = None) -> Tensor:
+                    callback: Callable[[int, Tensor, Tensor], None] | None = None, eta: float = 1.0) -> Tensor:
     """METHOD "Student rollout" for one chunk: `x = noise`; per `σ_j`: `x̂0 = x - σ_j v(x, σ_j)` (E2), then, unless
     last, `x = (1 - σ_{j+1}) x̂0 + σ_{j+1} ε'` (E1) with fresh `ε'` from `generator`. Returns the last `x̂0`.
+    `eta < 1` keeps part of the step's own noise `ε̂ = (x - (1 - σ_j) x̂0) / σ_j`: `ε' = η ε_fresh + √(1-η²) ε̂`
+    (DDIM's η; 0 is the deterministic Euler step of the ODE on the same σ list, 1 the METHOD's sampler).
     `noise` `[B, ...]`; `t` is passed as `[B]`; `callback(step, x_t, x0_hat)` is called after each step."""
     s = _check_sigmas(sigmas)
+    if not 0.0 <= eta <= 1.0: raise ValueError(f"eta must lie in [0, 1] (1: fresh noise, 0: ODE), got {eta!r}")
     x, B = noise, noise.shape[0]
     for j, sj in enumerate(s):
         t = torch.full((B,), sj, dtype=noise.dtype, device=noise.device)
         x0_hat = x0_from_velocity(x, velocity_fn(x, t), t)
         if callback is not None: callback(j, x, x0_hat)
         if j + 1 < len(s):
-            dev = generator.device if generator is not None else x.device
-            fresh = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=dev).to(x.device)
-            x = add_noise(x0_hat, fresh, s[j + 1])
+            x = add_noise(x0_hat, _next_noise(x, x0_hat, sj, eta, generator), s[j + 1])
     return x0_hat
+
+def _next_noise(x: Tensor, x0_hat: Tensor, sj: float, eta: float, generator: torch.Generator | None) -> Tensor:
+    "The noise a re-noise step uses: fresh (η = 1, drawn from `generator`), the step's own ε̂ (η = 0), or their mix."
+    own = (x - (1 - sj) * x0_hat) / sj if sj > 0 else torch.zeros_like(x)
+    if eta == 0: return own                                   # no draw: the generator's stream is left as it is
+    dev = generator.device if generator is not None else x.device
+    fresh = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=dev).to(x.device)
+    return fresh if eta == 1 else eta * fresh + math.sqrt(1 - eta ** 2) * own
 
 def euler_sample(velocity_fn: VelocityFn, noise: Tensor, num_steps: int, shift: float = 1.0,
                  callback: Callable[[int, Tensor], None] | None = None) -> Tensor:

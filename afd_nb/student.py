@@ -225,6 +225,7 @@ class CausalWan(nn.Module):
         self.transformer = transformer
         self.block_size, self.sigmas, self.num_frames, self.latent_hw = block_size, tuple(sigmas), num_frames, tuple(latent_hw)
         self.prediction, self.min_sigma = prediction, min_sigma
+        self.eta = 1.0                # re-noise with fresh noise (METHOD); `few_step_sample`'s eta
         install_processors(transformer)
         self._ropes: dict = {}
 
@@ -335,8 +336,9 @@ def _rollout(self: CausalWan, text_emb: torch.Tensor, num_frames: int | None = N
              generator: torch.Generator | None = None, *, text_mask: torch.Tensor | None = None,
              sigmas: Sequence[float] | None = None, block_size: int | None = None,
              latent_hw: tuple[int, int] | None = None, use_cache: bool = True,
-             callback: Callable[[RolloutStep], None] | None = None) -> torch.Tensor:
-    "Few-step AR sample (METHOD 'Student rollout'): prompt embeddings `[B, Lt, text_dim]` -> latents `[B, C, F, H, W]` (float32)."
+             callback: Callable[[RolloutStep], None] | None = None, eta: float | None = None) -> torch.Tensor:
+    """Few-step AR sample (METHOD 'Student rollout'): prompt embeddings `[B, Lt, text_dim]` -> latents `[B, C, F, H, W]`
+    (float32). `eta` (default `self.eta`, 1: fresh noise at each re-noise) as in `few_step_sample`."""
     m, dev = self.transformer, self.device
     Fn, b = num_frames or self.num_frames, block_size or self.block_size
     sig = [float(s) for s in (self.sigmas if sigmas is None else sigmas)]
@@ -363,7 +365,7 @@ def _rollout(self: CausalWan, text_emb: torch.Tensor, num_frames: int | None = N
                                      cache.nbytes if use_cache else 0))
         gdev = generator.device if generator is not None else dev
         noise = torch.randn((B, C, f, H, W), generator=generator, device=gdev).to(dev)
-        out[:, :, f0:f1] = few_step_sample(vfn, noise, sig, generator, cb)
+        out[:, :, f0:f1] = few_step_sample(vfn, noise, sig, generator, cb, self.eta if eta is None else eta)
         if use_cache and f1 < Fn:  # clean re-run at t = 0: the chunk's k/v become history
             self._run(out[:, :, f0:f1], torch.zeros(B, f, device=dev), tuple(range(f0, f1)), text, plan, text_kv, out_from=f)
             cache.length = f1 * n
