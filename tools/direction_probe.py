@@ -9,7 +9,7 @@ right, chunk 0 noised to σ, denoised once under the true prompt and under the s
 It prints the horizontal drift (pixels, frames 0 -> 5) of the darkness centroid of x̂0 under each; the clips'
 own drift is about +7 px. Equal figures mean the word is ignored and the motion is read off x_t alone.
 
-    python tools/direction_probe.py [--student causal_forcing] [--checkpoint FOLDER] [--n 12] [--threads 2]
+    python tools/direction_probe.py [--student causal_forcing] [--checkpoint FOLDER] [--n 12] [--threads 2] [--eta 1]
 """
 import argparse
 import math
@@ -70,13 +70,15 @@ def main(argv=None):
     ap.add_argument('--checkpoint', default=None, help="a student folder (default: the shipped weights)")
     ap.add_argument('--n', type=int, default=12, help="prompts per direction (colours in turn)")
     ap.add_argument('--threads', type=int, default=2)
+    ap.add_argument('--eta', type=float, default=1.0, help="the sampler's eta for the first table (1: fresh noise, 0: ODE)")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     from afd_nb.evaluate import sample_clips
     from afd_nb.pretrain import CorpusSpec, render_clip
     from afd_nb.student import load_student
     st = load_student(a.student, checkpoint=a.checkpoint)
-    print(st)
+    st.model.eta = a.eta
+    print(st, f"sampler eta {a.eta}")
     fmt = lambda d: f"({d[0]:+.1f}, {d[1]:+.1f})"
     print(f"{'direction':13s} | student: frames 0-5, 6-23 | world: frames 0-5, 6-23")
     for d in DIRECTIONS:
