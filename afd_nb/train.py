@@ -96,9 +96,10 @@ class TrainConfig:
             if not getattr(c, k) >= 0: p.append(f"{k}={getattr(c, k)!r}: must be >= 0")
         if not 0 <= c.old_decay_max <= 1: p.append(f"old_decay_max={c.old_decay_max!r}: must be in [0, 1]")
         if c.old_decay is not None and not 0 <= c.old_decay <= 1: p.append(f"old_decay={c.old_decay!r}: must be None (schedule) or in [0, 1]")
-        if isinstance(c.batch_size, int) and isinstance(c.group_size, int) and c.group_size >= 1 and c.batch_size % c.group_size:
+        grouped = c.method != 'sft'   # SFT has no rollouts: group_size and baseline do not apply to it
+        if grouped and isinstance(c.batch_size, int) and isinstance(c.group_size, int) and c.group_size >= 1 and c.batch_size % c.group_size:
             p.append(f"batch_size={c.batch_size} must be a multiple of group_size={c.group_size}")
-        if c.baseline == 'prompt' and c.group_size < 2:
+        if grouped and c.baseline == 'prompt' and isinstance(c.group_size, int) and c.group_size < 2:
             p.append("baseline='prompt' needs group_size >= 2 (several rollouts per prompt), else every advantage is 0")
         if c.minibatch_size is not None and not (isinstance(c.minibatch_size, int) and 1 <= c.minibatch_size <= c.batch_size):
             p.append(f"minibatch_size={c.minibatch_size!r}: must be None or an integer in [1, batch_size={c.batch_size}]")
@@ -235,11 +236,13 @@ class Trainer:
 
 # %% ../nbs/33_train.ipynb #48eb2176
 def _draw_batch(self: Trainer) -> list[int]:
-    "Prompt indices `[B]`: `B / group_size` distinct prompts of the teacher set, each `group_size` times."
+    """Prompt indices `[B]`: `B / group_size` distinct prompts of the teacher set, each `group_size` times (AFD);
+    SFT has no rollouts to group and draws `B` distinct teacher clips."""
     c, N = self.cfg, len(self.data)
-    k = c.batch_size // c.group_size
+    g = c.group_size if c.method == 'afd' else 1
+    k = c.batch_size // g
     if k > N: raise ValueError(f"batch_size / group_size = {k} distinct prompts but the teacher set has {N}")
-    return torch.randperm(N, generator=self.rng)[:k].repeat_interleave(c.group_size).tolist()
+    return torch.randperm(N, generator=self.rng)[:k].repeat_interleave(g).tolist()
 
 def _draw_t_noise(self: Trainer, x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     "Per-chunk times spread to frames `[B, F]` and noise like `x0`, both from `self.rng`, on `x0`'s device."

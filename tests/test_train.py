@@ -46,6 +46,15 @@ def test_config_errors_name_each_bad_value_and_the_allowed_ones():
         TrainConfig(reward='oracle').validate()
     with pytest.raises(ValueError, match="group_size >= 2"): TrainConfig(baseline='prompt').validate()
     TrainConfig(baseline='prompt', group_size=2).validate()
+    TrainConfig(method='sft', baseline='prompt', batch_size=6, group_size=4).validate()   # SFT has no rollouts to group
+
+
+def test_afd_batches_are_groups_and_sft_batches_distinct_clips(cache):
+    cfg = dataclasses.replace(TINY, batch_size=4, group_size=2, baseline='prompt')
+    idx = trainer(cache, cfg=cfg)._draw_batch()
+    assert len(idx) == 4 and idx[0] == idx[1] and idx[2] == idx[3] and idx[0] != idx[2]
+    idx = trainer(cache, cfg=dataclasses.replace(cfg, method='sft'))._draw_batch()
+    assert len(idx) == 4 and len(set(idx)) == 4
 
 
 def test_gradients_reach_the_default_adapter_only(cache):
