@@ -8,7 +8,7 @@ Each run is `papermill nbs/train_afd.ipynb <out>/<student>_<method>_s<seed>.ipyn
 table gives mean ± standard deviation over the seeds (sample std, ddof 1) of physics_score and general_score before
 and after, and the wall time; `--markdown FILE` also writes it to a file.
 
-`--jobs N` gives each run `threads = cores // N`. Two separate invocations started at the same moment do not know of
+`--jobs N` (N > 1) gives each run `threads = cores // N`. Two separate invocations started at the same moment do not know of
 each other: each run's `threads 0` sees an idle machine and takes every core, and on the 2-core machine the
 oversubscribed runs went 3 to 20 times slower. Run one invocation with `--jobs`, or pass `--param threads 1`.
 """
