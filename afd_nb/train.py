@@ -49,6 +49,7 @@ class TrainConfig:
     group_size: int = 1                # rollouts per prompt in a batch (baseline 'prompt' needs >= 2)
     minibatch_size: int | None = None  # student minibatch; None: the whole batch (one student step per iteration)
     noise_draws: int = 1               # (t, ε) draws per sample in a student step: averages the flow-matching noise
+    shared_noise: bool = False         # AFD: a prompt's rollouts share each (t, ε) draw (common random numbers)
     lr: float = 2e-4                   # student (LoRA `default`) AdamW
     weight_decay: float = 1e-4
     grad_clip: float = 1.0             # max grad norm; 0: no clipping (the norm is still logged)
@@ -244,8 +245,9 @@ def _draw_batch(self: Trainer) -> list[int]:
     if k > N: raise ValueError(f"batch_size / group_size = {k} distinct prompts but the teacher set has {N}")
     return torch.randperm(N, generator=self.rng)[:k].repeat_interleave(g).tolist()
 
-def _draw_t_noise(self: Trainer, x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    "Per-chunk times spread to frames `[B, F]` and noise like `x0`, both from `self.rng`, on `x0`'s device."
+def _draw_t_noise(self: Trainer, x0: torch.Tensor, groups: Sequence | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-chunk times spread to frames `[B, F]` and noise like `x0`, both from `self.rng`, on `x0`'s device. With
+    `groups` (`[B]` hashable keys) every sample takes the draw of its group's first sample (common random numbers)."""
     B, _, F = x0.shape[:3]
     b = self.student.model.block_size
     K = math.ceil(F / b)
@@ -257,6 +259,11 @@ def _draw_t_noise(self: Trainer, x0: torch.Tensor) -> tuple[torch.Tensor, torch.
         t = sample_train_t(B * K, self.rng, self.cfg.t_dist, shift).view(B, K)
     t = t.repeat_interleave(b, 1)[:, :F].clamp(0, 1)
     noise = torch.randn(x0.shape, generator=self.rng)
+    if groups is not None:   # the same draws as without groups, then shared: the RNG stream does not change
+        if len(groups) != B: raise ValueError(f"groups has {len(groups)} keys for {B} samples")
+        first = {}
+        src = torch.tensor([first.setdefault(g, i) for i, g in enumerate(groups)])
+        t, noise = t[src], noise[src]
     return t.to(x0.device), noise.to(x0.device, x0.dtype)
 
 Trainer._draw_batch, Trainer._draw_t_noise = _draw_batch, _draw_t_noise
@@ -309,10 +316,11 @@ def _velocities(self: Trainer, x_t, t, x0, emb, mask, views: Sequence[str]) -> d
                 out[v] = self.student.model.velocity(x_t, t, clean=x0, text_emb=emb, text_mask=mask).float()
     return out
 
-def _afd_losses(self: Trainer, x0: torch.Tensor, emb: torch.Tensor, mask: torch.Tensor, r: torch.Tensor) -> dict:
-    "(E11) on rollouts `x0` `[b, C, f, h, w]` with weights `r` `[b]`: `dict(loss, nft, prior)`."
+def _afd_losses(self: Trainer, x0: torch.Tensor, emb: torch.Tensor, mask: torch.Tensor, r: torch.Tensor,
+                groups: Sequence | None = None) -> dict:
+    "(E11) on rollouts `x0` `[b, C, f, h, w]` with weights `r` `[b]` (`groups`: see `_draw_t_noise`): `dict(loss, nft, prior)`."
     c = self.cfg
-    t, noise = self._draw_t_noise(x0)
+    t, noise = self._draw_t_noise(x0, groups)
     x_t, v = add_noise(x0, noise, t), velocity_target(x0, noise)
     ref = self._velocities(x_t, t, x0, emb, mask, ['old'] + (['ref'] if c.prior_weight > 0 else []))
     v_theta = self.model(x_t, t, x0, emb, mask).float()       # view `default`, with gradient
@@ -346,14 +354,16 @@ Trainer._velocities, Trainer.afd_losses, Trainer.sft_losses, Trainer.student_ste
 def _mean_rows(rows: list[dict]) -> dict:
     return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
 
-def _student_updates(self: Trainer, x0, emb, mask, r=None) -> dict:
-    "Student steps over minibatches of the batch; each sample enters a step `noise_draws` times (own `t`, `ε` each)."
+def _student_updates(self: Trainer, x0, emb, mask, r=None, groups: Sequence | None = None) -> dict:
+    """Student steps over minibatches of the batch; each sample enters a step `noise_draws` times (own `t`, `ε` each;
+    with `groups`, the prompt ids `[B]`, samples of one group share the k-th draw)."""
     B, mb, K = x0.shape[0], self.cfg.minibatch_size or x0.shape[0], self.cfg.noise_draws
     order = torch.randperm(B, generator=self.rng).tolist() if mb < B else list(range(B))
     rows = []
     for s in range(0, B, mb):
         j = [i for i in order[s:s + mb] for _ in range(K)]
-        out = self.afd_losses(x0[j], emb[j], mask[j], r[j]) if r is not None else self.sft_losses(x0[j], emb[j], mask[j])
+        keys = None if groups is None else [(groups[i], n % K) for n, i in enumerate(j)]
+        out = self.afd_losses(x0[j], emb[j], mask[j], r[j], keys) if r is not None else self.sft_losses(x0[j], emb[j], mask[j])
         loss = out.pop('loss')
         rows.append({'loss': float(loss.detach()), **out, 'grad_norm': self.student_step(loss)})
     return _mean_rows(rows)
@@ -371,7 +381,7 @@ def _iteration(self: Trainer) -> dict:
             y_T, y_S = self.d_data.videos(idx).to(self.device), conform_videos(y_S, self.fmt['fps'], self.d_fmt)
         row = self.d_update(y_T, y_S, prompts)
         r, stats = self.weights(y_S, prompts, idx)
-        row.update(stats, **self._student_updates(x0, emb, mask, r))
+        row.update(stats, **self._student_updates(x0, emb, mask, r, idx if c.shared_noise else None))
         d = c.old_decay if c.old_decay is not None else old_policy_decay(self.step + 1, c.old_decay_rate, c.old_decay_max)
         self.student.ema_update(d)
         row['old_decay'] = d

@@ -111,9 +111,25 @@ def test_noise_draws_repeat_each_rollout_in_the_student_step(cache):
     tr = trainer(cache, cfg=dataclasses.replace(TINY, iterations=1, noise_draws=3))
     sizes = []
     orig = tr.afd_losses
-    tr.afd_losses = lambda x0, emb, mask, r: (sizes.append(x0.shape[0]), orig(x0, emb, mask, r))[1]
+    tr.afd_losses = lambda x0, emb, mask, r, groups=None: (sizes.append(x0.shape[0]), orig(x0, emb, mask, r, groups))[1]
     row = tr.fit()[-1]
     assert sizes == [3 * TINY.batch_size] and np.isfinite(row['loss'])
+
+
+def test_shared_noise_cancels_the_noise_of_identical_rollouts(cache):
+    "Two copies of one rollout with weights r, 1 - r: at θ = θ_old the (E9) gradient is 2(2r-1)(v_old - v) per copy, so it"
+    "cancels exactly when the copies share (t, ε) (common random numbers) and not when each draws its own."
+    tr = trainer(cache, cfg=dataclasses.replace(TINY, beta=1.0, prior_weight=0.0, shared_noise=True))
+    idx, emb, mask = fixed_batch(tr)
+    x0, _ = tr.rollout(emb[:1], mask[:1])
+    x0, emb, mask, r = x0.repeat(2, 1, 1, 1, 1), emb[:1].repeat(2, 1, 1), mask[:1].repeat(2, 1), torch.tensor([0.8, 0.2])
+    norms = {}
+    for groups in (None, [0, 0]):
+        tr.opt.zero_grad(set_to_none=True)
+        tr.afd_losses(x0, emb, mask, r, groups)['loss'].backward()
+        norms[groups is None] = torch.cat([p.grad.flatten() for p in tr.params if p.grad is not None]).norm().item()
+    assert norms[True] > 1e-4 and norms[False] < 1e-6 * norms[True], norms
+    with pytest.raises(ValueError, match="groups has 3 keys for 2 samples"): tr.afd_losses(x0, emb, mask, r, [0, 0, 1])
 
 
 def test_checkpoint_holds_peft_adapters_optimisers_rng_and_state(cache, tmp_path):
