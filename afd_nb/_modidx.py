@@ -113,6 +113,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'afd_nb.evaluate.evaluate_clips': ('evaluate.html#evaluate_clips', 'afd_nb/evaluate.py'),
                                  'afd_nb.evaluate.evaluate_student': ('evaluate.html#evaluate_student', 'afd_nb/evaluate.py'),
                                  'afd_nb.evaluate.failed_report': ('evaluate.html#failed_report', 'afd_nb/evaluate.py'),
+                                 'afd_nb.evaluate.paired_delta': ('evaluate.html#paired_delta', 'afd_nb/evaluate.py'),
                                  'afd_nb.evaluate.sample_clips': ('evaluate.html#sample_clips', 'afd_nb/evaluate.py'),
                                  'afd_nb.evaluate.score_clip': ('evaluate.html#score_clip', 'afd_nb/evaluate.py'),
                                  'afd_nb.evaluate.student_fps': ('evaluate.html#student_fps', 'afd_nb/evaluate.py'),

@@ -20,7 +20,7 @@ from .world import parse_prompt
 
 # %% auto #0
 __all__ = ['FOUND_FRACTION', 'score_clip', 'EvalResult', 'failed_report', 'evaluate_clips', 'world_scores', 'student_fps',
-           'sample_clips', 'evaluate_student', 'video_grid']
+           'sample_clips', 'evaluate_student', 'video_grid', 'paired_delta']
 
 # %% ../nbs/25_evaluate.ipynb #cf158dcf
 FOUND_FRACTION = 0.9  # a clip "draws the scene" when its objects are visible in >= 90% of frames
@@ -122,3 +122,16 @@ def video_grid(result: EvalResult, n: int = 8, n_frames: int = 6, sort: bool = F
     idx = idx[:n]
     titles = [f"{score(result.reports[i]):.2f}  {result.clips[i].prompt[:48]}" for i in idx]
     return frame_grid([result.clips[i] for i in idx], n_frames=n_frames, titles=titles)
+
+# %% ../nbs/25_evaluate.ipynb #d73825ba
+def paired_delta(before: EvalResult, after: EvalResult, key: str) -> dict:
+    """Per-clip `after - before` of report field `key` over the clips both score (same prompts, same order):
+    `{'mean', 'se', 'n'}`, `se` the standard error of the mean (NaN for n < 2)."""
+    pb, pa = [c.prompt for c in before.clips], [c.prompt for c in after.clips]
+    if pb != pa: raise ValueError("before and after must evaluate the same prompts in the same order "
+                                  f"({len(pb)} vs {len(pa)} clips; first difference at "
+                                  f"{next((i for i, (x, y) in enumerate(zip(pb, pa)) if x != y), min(len(pb), len(pa)))})")
+    d = np.array([ra[key] - rb[key] for rb, ra in zip(before.reports, after.reports)
+                  if key in rb and key in ra and np.isfinite(ra[key] - rb[key])], float)
+    se = float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else math.nan
+    return {'mean': float(d.mean()) if len(d) else math.nan, 'se': se, 'n': int(len(d))}

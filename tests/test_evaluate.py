@@ -48,3 +48,16 @@ def test_a_clip_whose_scoring_raises_scores_zero(monkeypatch):
     assert res.summary['general']['scoring_error']['mean'] == 0.5 and res.summary['physics']['physics_score']['mean'] > 0.9
     with pytest.raises(RuntimeError, match='10000 events'): evaluate_clips(clips, strict=True)
     with pytest.raises(ValueError, match='cannot parse'): evaluate_clips(clips[:1], prompts=['a dog barks'])
+
+
+def test_paired_delta_of_teacher_against_wrong_physics():
+    "Right physics before, no gravity after (same prompts): the paired change is the drop of every clip, with its SE."
+    from afd_nb.evaluate import paired_delta
+    good, bad = evaluate_clips(_clips('physics', 4)), evaluate_clips(_clips('physics', 4, 'no_gravity'))
+    d = paired_delta(good, bad, 'physics_score')
+    per = np.array([b['physics_score'] - g['physics_score'] for g, b in zip(good.reports, bad.reports)])
+    assert d['n'] == 4 and d['mean'] == pytest.approx(per.mean()) and d['mean'] < -0.4
+    assert d['se'] == pytest.approx(per.std(ddof=1) / 2)
+    assert paired_delta(good, good, 'physics_score') == {'mean': 0.0, 'se': 0.0, 'n': 4}
+    with pytest.raises(ValueError, match="same prompts in the same order"):
+        paired_delta(good, evaluate_clips(_clips('physics', 4, seed=9)), 'physics_score')
