@@ -6,7 +6,8 @@ Each run is `papermill nbs/train_afd.ipynb <out>/<student>_<method>_s<seed>.ipyn
 -p out_dir <out>/<student>_<method>_s<seed>`, plus any `--param NAME VALUE` pairs (given to every run). A run whose
 `summary.json` exists is not run again (delete its folder to redo it), so the command resumes after a stop. The
 table gives mean ± standard deviation over the seeds (sample std, ddof 1) of physics_score and general_score before
-and after, and the wall time; `--markdown FILE` also writes it to a file.
+and after, the paired standard error of one run's Δ (clip by clip over its eval prompts, `summary.json`'s
+`delta_paired`; averaged over the seeds), and the wall time; `--markdown FILE` also writes it to a file.
 
 `--jobs N` (N > 1) gives each run `threads = cores // N`. Two separate invocations started at the same moment do not know of
 each other: each run's `threads 0` sees an idle machine and takes every core, and on the 2-core machine the
@@ -42,10 +43,16 @@ def _ms(xs) -> str:
     return f"{xs.mean():.3f} ± {xs.std(ddof=1):.3f}" if len(xs) > 1 else f"{xs.mean():.3f}"
 
 
+def _se(sums: list[dict], key: str) -> str:
+    "The mean over runs of one run's paired standard error of Δ (summary `delta_paired`; '-' for older runs)."
+    se = [d['delta_paired'][key]['se'] for d in sums if 'delta_paired' in d]
+    return f"{np.mean(se):.3f}" if se else '-'
+
+
 def table(out: Path, students, methods, seeds) -> str:
     "Markdown table of the finished runs under `out`."
-    rows = ["| student | method | seeds | physics before | physics after | Δ physics | general before | general after "
-            "| Δ general | wall min |", "|---|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| student | method | seeds | physics before | physics after | Δ physics | paired SE | general before "
+            "| general after | Δ general | paired SE | wall min |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for s, m in itertools.product(students, methods):
         sums = [json.loads(p.read_text()) for k in seeds if (p := out/f'{s}_{m}_s{k}'/'summary.json').exists()]
         if not sums: continue
@@ -54,8 +61,8 @@ def table(out: Path, students, methods, seeds) -> str:
         dg = [a - b for a, b in zip(g('after', 'general_score'), g('before', 'general_score'))]
         wall = [d['wall_time_s'] / 60 for d in sums]
         rows.append(f"| {s} | {m} | {len(sums)} | {_ms(g('before', 'physics_score'))} | {_ms(g('after', 'physics_score'))} "
-                    f"| {_ms(dp)} | {_ms(g('before', 'general_score'))} | {_ms(g('after', 'general_score'))} | {_ms(dg)} "
-                    f"| {_ms(wall)} |")
+                    f"| {_ms(dp)} | {_se(sums, 'physics_score')} | {_ms(g('before', 'general_score'))} "
+                    f"| {_ms(g('after', 'general_score'))} | {_ms(dg)} | {_se(sums, 'general_score')} | {_ms(wall)} |")
     return '\n'.join(rows)
 
 
