@@ -249,6 +249,7 @@ def test_a_discriminator_with_its_own_pixel_format_trains_and_resumes(cache, tmp
     (['-p', 'teacher', 'nope'], "unknown teacher 'nope'; valid teachers: physics, samples, folder:<path>"),
     (['-p', 'size', 'real'], "size='real' needs the causal_forcing checkpoint: set `causal_forcing_ckpt`"),
     (['-p', 'teacher', 'samples'], "n_teacher_prompts=64 but only 8 prompts are available"),
+    (['-p', 't_shift', '-2'], "t_shift=-2: 0 (the preset's shift) or a number > 0"),
 ])
 def test_the_main_job_stops_in_its_first_cell_with_a_clear_message(tmp_path, args, message):
     "papermill nbs/train_afd.ipynb with a bad value fails before loading anything, naming the problem."

@@ -11,7 +11,7 @@ the (t, ε) noise of flow matching (within a batch; `--shared` draws one (t, ε)
 `shared_noise`) and how much is which rollouts the batch happened to draw (between batches). A step can only
 accumulate what the batches agree on.
 
-    python tools/grad_probe.py --prompts 2 --batches 3 --draws 16 [--shared] [--student causal_forcing]
+    python tools/grad_probe.py --prompts 2 --batches 3 --draws 16 [--shared] [--t-shift 5] [--student causal_forcing]
 """
 import argparse, warnings
 
@@ -30,6 +30,7 @@ def main(argv=None):
     ap.add_argument('--batches', type=int, default=3)
     ap.add_argument('--draws', type=int, default=16, help="(t, ε) draws per batch (even)")
     ap.add_argument('--shared', action='store_true', help="common random numbers: one (t, ε) per prompt group")
+    ap.add_argument('--t-shift', type=float, default=None, help="(E3) shift of the training times (job `t_shift`; > 1: toward t = 1)")
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--seed', type=int, default=0)
     a = ap.parse_args(argv)
@@ -44,7 +45,8 @@ def main(argv=None):
     from afd_nb.teachers import load_teacher
 
     cfg = T.TrainConfig(iterations=1, batch_size=8, group_size=4, baseline='prompt', reward='world', beta=1.0,
-                        prior_weight=0.0, n_teacher_prompts=a.prompts, shared_noise=a.shared, eval_every=0, seed=a.seed)
+                        prior_weight=0.0, n_teacher_prompts=a.prompts, shared_noise=a.shared, t_shift=a.t_shift, eval_every=0,
+                        seed=a.seed)
     tr = T.Trainer(load_student(a.student), load_teacher('physics'), cfg, None, progress=False,
                    accelerator=Accelerator(cpu=True))
     means = []
