@@ -117,8 +117,8 @@ def test_noise_draws_repeat_each_rollout_in_the_student_step(cache):
 
 
 def test_shared_noise_cancels_the_noise_of_identical_rollouts(cache):
-    "Two copies of one rollout with weights r, 1 - r: at θ = θ_old the (E9) gradient is 2(2r-1)(v_old - v) per copy, so it"
-    "cancels exactly when the copies share (t, ε) (common random numbers) and not when each draws its own."
+    """Two copies of one rollout with weights r, 1 - r: at θ = θ_old the (E9) gradient is 2(2r-1)(v_old - v) per copy,
+    so it cancels exactly when the copies share (t, ε) (common random numbers) and not when each draws its own."""
     tr = trainer(cache, cfg=dataclasses.replace(TINY, beta=1.0, prior_weight=0.0, shared_noise=True))
     idx, emb, mask = fixed_batch(tr)
     x0, _ = tr.rollout(emb[:1], mask[:1])
