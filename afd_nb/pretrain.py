@@ -90,10 +90,6 @@ def training_prompts(domain: str, n: int, seed: int = 0, exclude: set[str] | Non
     np.random.default_rng(seed).shuffle(out)
     return out
 
-assert not eval_prompts() & {_norm(p) for p in training_prompts('physics', 500)}
-_tp = training_prompts('general', 40, seed=2, multi_fraction=0.5)
-assert len(_tp) == 40 and sum(parse_prompt(p).scenario == 'two_objects' for p in _tp) == 20
-
 # %% ../nbs/26_pretrain.ipynb #969c6c0c
 def assign_variants(n: int, true_fraction: float, wrong_kinds: Sequence[str] = WRONG_PHYSICS,
                     rng: np.random.Generator | None = None) -> list[str]:
@@ -102,9 +98,6 @@ def assign_variants(n: int, true_fraction: float, wrong_kinds: Sequence[str] = W
     kinds = ['true'] * n_true + [wrong_kinds[i % len(wrong_kinds)] for i in range(n - n_true)]
     (rng or np.random.default_rng(0)).shuffle(kinds)
     return kinds
-
-_v = assign_variants(100, 0.2, rng=np.random.default_rng(1))
-assert _v.count('true') == 20 and all(_v.count(k) == 16 for k in WRONG_PHYSICS)
 
 # %% ../nbs/26_pretrain.ipynb #4b37e249
 @dataclass
@@ -176,10 +169,6 @@ def chunk_times(batch: int, chunks: int, sigmas: Sequence[float], sigma_mix: flo
 def frame_times(t_chunks: torch.Tensor, num_frames: int, block_size: int) -> torch.Tensor:
     "Per-chunk times `[B, K]` -> per-frame times `[B, F]` (each chunk's time repeated over its frames)."
     return t_chunks.repeat_interleave(block_size, 1)[:, :num_frames]
-
-_t = chunk_times(4, 4, (1.0, 0.75, 0.5, 0.25), 1.0, torch.Generator().manual_seed(0))
-assert set(_t.flatten().tolist()) <= {1.0, 0.75, 0.5, 0.25}
-assert frame_times(_t, 12, 3).shape == (4, 12) and (frame_times(_t, 12, 3)[:, 3:6] == _t[:, 1:2]).all()
 
 # %% ../nbs/26_pretrain.ipynb #0f369381
 def text_embeddings(text, prompts: Sequence[str], device=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -275,9 +264,6 @@ class PretrainConfig:
         if step < self.warmup: return self.lr * (step + 1) / self.warmup
         p = min(1.0, (step - self.warmup) / max(1, self.iterations - self.warmup))
         return self.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p)))
-
-_cfg = PretrainConfig(iterations=100, warmup=10)
-assert _cfg.lr_at(0) == 1e-4 and abs(_cfg.lr_at(9) - 1e-3) < 1e-12 and abs(_cfg.lr_at(100) - 1e-4) < 1e-12
 
 # %% ../nbs/26_pretrain.ipynb #bb8ca55f
 def step_generator(seed: int, step: int) -> torch.Generator:
