@@ -18,8 +18,13 @@ A D that AFD can use to improve physics needs `corr` and `within` clearly above 
 The control (`--against world`) puts the same renderer on both sides, so D can only win on motion: it shows whether
 this D can rank clips by physics at all when appearance gives nothing away.
 
-The pool is cached in `runs/d_probe/`, keyed by the student's weights (delete it to redraw). `--blur S` passes both clips through a Gaussian blur of
-S pixels before D (a probe-only change: does D still win without fine appearance?).
+The pool is cached in `runs/d_probe/`, keyed by the student's weights (delete it to redraw). Probe-only changes that
+ask whether D still wins when one kind of appearance is taken away (all on both sides, teacher and rollout):
+- `--blur S`: a Gaussian blur of S pixels;
+- `--noise S`: instance noise, Gaussian pixel noise of std S added at every D step;
+- `--restyle T`: both clips re-noised to flow time T and denoised once by the frozen base student;
+- `--augment K`: D trains on random K-frame windows, flipped and shifted left-right (physics-preserving);
+- `--r1 G`: an R1 gradient penalty of weight G on the teacher clips.
 """
 from __future__ import annotations
 import argparse, hashlib, time
@@ -43,6 +48,39 @@ def blur(videos: torch.Tensor, sigma: float) -> torch.Tensor:
     f = F.conv2d(f, g.view(1, 1, 1, k).repeat(C, 1, 1, 1), padding=(0, k // 2), groups=C)
     f = F.conv2d(f, g.view(1, 1, k, 1).repeat(C, 1, 1, 1), padding=(k // 2, 0), groups=C)
     return f.view(B, Fr, C, H, W).permute(0, 2, 1, 3, 4)
+
+
+def restyle(student, videos: torch.Tensor, prompts, sigma: float, seed: int = 0, batch: int = 32) -> torch.Tensor:
+    """Clips `[B, 3, F, H, W]` re-noised to flow time `sigma` (E1) and denoised in one step by the frozen base student,
+    teacher-forced on the clip itself: the motion stays, the fine appearance becomes the student's (identity at 0)."""
+    if sigma <= 0: return videos
+    from afd_nb.flow import add_noise, x0_from_velocity
+    g, out = torch.Generator().manual_seed(seed), []
+    for k in range(0, len(videos), batch):
+        y, ps = videos[k:k + batch], list(prompts[k:k + batch])
+        x0 = student.codec.encode(y.to(student.device)).float()
+        x_t = add_noise(x0, torch.randn(x0.shape, generator=g), sigma)
+        emb, mask = student.encode_prompts(ps)
+        with torch.no_grad(), student.view('old'):
+            v = student.model.velocity(x_t, sigma, x0, emb, mask).float()
+        out.append(student.codec.decode(x0_from_velocity(x_t, v, sigma)).float().clamp(-1, 1))
+    return torch.cat(out)
+
+
+def augment(videos: torch.Tensor, g: torch.Generator, frames: int = 16, shift: int = 4) -> torch.Tensor:
+    """Physics-preserving augmentation of each clip `[B, 3, F, H, W]` -> `[B, 3, frames, H, W]`: a random window of
+    `frames` consecutive frames (the law is the same at every time), a random left-right flip and a horizontal shift of up
+    to `shift` px (edge columns repeated); gravity's axis is left alone."""
+    B, C, Fr, H, W = videos.shape
+    out = []
+    for y in videos:
+        t0 = int(torch.randint(Fr - frames + 1, (1,), generator=g))
+        y = y[:, t0:t0 + frames]
+        if torch.rand(1, generator=g) < 0.5: y = y.flip(-1)
+        d = int(torch.randint(-shift, shift + 1, (1,), generator=g))
+        if d: y = F.pad(y, (max(d, 0), max(-d, 0), 0, 0), mode='replicate')[..., max(-d, 0):max(-d, 0) + W]
+        out.append(y)
+    return torch.stack(out)
 
 
 def concordance(d: torch.Tensor, w: torch.Tensor, ids: torch.Tensor) -> float:
@@ -98,6 +136,12 @@ def main(argv=None):
     ap.add_argument('--batch', type=int, default=8)
     ap.add_argument('--pool', type=int, default=4, help="rollouts per teacher prompt (half train D, half are held out)")
     ap.add_argument('--blur', type=float, default=0.0)
+    ap.add_argument('--restyle', type=float, default=0.0,
+                    help="re-noise both sides to this flow time and denoise once with the base student (0: off)")
+    ap.add_argument('--augment', type=int, default=0,
+                    help="train D on random windows of this many frames, flipped and shifted left-right (0: off)")
+    ap.add_argument('--noise', type=float, default=0.0, help="instance noise: Gaussian pixel noise of this std on both sides")
+    ap.add_argument('--r1', type=float, default=0.0, help="R1 penalty weight on the teacher side (gamma/2 |grad_y D|^2)")
     ap.add_argument('--against', default='student', choices=['student', 'world'],
                     help="what D tells the teacher from: base-student rollouts, or the world's renders under wrong laws")
     ap.add_argument('--threads', type=int, default=2)
@@ -129,6 +173,10 @@ def main(argv=None):
     half = len(Y) // 2   # the pool is rep-major: the first reps train D, the rest are held out
     Y_tr, I_tr, Y_te, W_te, I_te = Y[:half], I[:half], Y[half:], Wd[half:], I[half:]
     y_T = tr.data.videos(list(range(N))).float()
+    if a.restyle > 0:   # both sides through the same one-step student denoiser: only motion can tell them apart
+        y_T = restyle(student, y_T, tr.data.prompts, a.restyle, a.seed)
+        Y_tr = restyle(student, Y_tr, [tr.data.prompts[i] for i in I_tr.tolist()], a.restyle, a.seed + 1)
+        Y_te = restyle(student, Y_te, [tr.data.prompts[i] for i in I_te.tolist()], a.restyle, a.seed + 2)
     torch.manual_seed(a.seed)
     D = PhysicsDiscriminator(student.text, student.text.dim, a.d_width, dict(tr.fmt))
     opt = torch.optim.AdamW(disc_parameters(D), a.d_lr, weight_decay=1e-4)
@@ -137,8 +185,15 @@ def main(argv=None):
     for step in range(1, a.steps + 1):
         j = torch.randint(half, (a.batch,), generator=g)
         idx = I_tr[j].tolist()
-        d_t, d_s = D.score(blur(torch.cat([y_T[idx], Y_tr[j]]), a.blur), [ps[i] for i in idx] * 2).chunk(2)
+        y = blur(torch.cat([y_T[idx], Y_tr[j]]), a.blur)
+        if a.augment: y = augment(y, g, a.augment)
+        if a.noise: y = y + a.noise * torch.randn(y.shape, generator=g)
+        if a.r1: y.requires_grad_(True)
+        d_t, d_s = D.score(y, [ps[i] for i in idx] * 2).chunk(2)
         loss = bt_loss(d_t, d_s)
+        if a.r1:   # Mescheder et al. 2018: penalise D's gradient on the real (teacher) clips
+            gy, = torch.autograd.grad(d_t.sum(), y, create_graph=True)
+            loss = loss + a.r1 / 2 * gy[:a.batch].pow(2).flatten(1).sum(1).mean()
         opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
         if step % 40 and step != a.steps: continue
         with torch.no_grad():
