@@ -83,6 +83,18 @@ def augment(videos: torch.Tensor, g: torch.Generator, frames: int = 16, shift: i
     return torch.stack(out)
 
 
+def objects_seen(videos: torch.Tensor, prompts, fps: float) -> torch.Tensor:
+    "Per clip `[B]` bool: every prompted object is tracked (its colour, a compact blob) in at least 80% of frames."
+    from afd_nb.metrics import track
+    from afd_nb.world import parse_prompt
+    out = []
+    for y, p in zip(videos, prompts):
+        fr = ((y.permute(1, 2, 3, 0) + 1) * 127.5).round().clamp(0, 255).byte().numpy()
+        tr = track(fr, fps, colors=[o['color'] for o in parse_prompt(p).attributes['objects']])
+        out.append(bool((tr.present.mean(0) >= 0.8).all()))
+    return torch.tensor(out)
+
+
 def concordance(d: torch.Tensor, w: torch.Tensor, ids: torch.Tensor) -> float:
     "Kendall concordance of scores `d` with `w` `[N]` over pairs with the same id and different `w`."
     s = []
@@ -172,6 +184,8 @@ def main(argv=None):
           f"std {Wd.std():.3f}, mean within-prompt std {within_std:.3f}", flush=True)
     half = len(Y) // 2   # the pool is rep-major: the first reps train D, the rest are held out
     Y_tr, I_tr, Y_te, W_te, I_te = Y[:half], I[:half], Y[half:], Wd[half:], I[half:]
+    seen = objects_seen(Y_te, [tr.data.prompts[i] for i in I_te.tolist()], tr.fmt['fps'])
+    print(f"held out: {int(seen.sum())} of {len(seen)} rollouts show every prompted object in >= 80% of frames", flush=True)
     y_T = tr.data.videos(list(range(N))).float()
     if a.restyle > 0:   # both sides through the same one-step student denoiser: only motion can tell them apart
         y_T = restyle(student, y_T, tr.data.prompts, a.restyle, a.seed)
@@ -200,8 +214,9 @@ def main(argv=None):
             s = torch.cat([D.score(blur(Y_te[k:k + 32], a.blur), [ps[i] for i in I_te[k:k + 32].tolist()])
                            for k in range(0, len(Y_te), 32)])
             s_T = D.score(blur(y_T, a.blur), list(ps))
-        acc = float((s_T[I_te] > s).float().mean())
-        print(f"step {step}: train loss {loss.item():.4f}, margin {(d_t - d_s).mean().item():.2f}; held out: acc {acc:.3f}, "
+        win = (s_T[I_te] > s).float()
+        print(f"step {step}: train loss {loss.item():.4f}, margin {(d_t - d_s).mean().item():.2f}; held out: acc "
+              f"{float(win.mean()):.3f} ({float(win[seen].mean()):.3f} where all objects are seen), "
               f"corr {rank_correlation(s, W_te):+.3f}, within {concordance(s, W_te, I_te):+.3f}", flush=True)
 
 
