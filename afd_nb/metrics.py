@@ -304,9 +304,9 @@ def physics_report(clip, prompt: str | None = None, fps: float | None = None,
     if pp.domain == 'physics': parts['bounce_score'] = 0.0
     if pp.scenario == 'collision': parts['momentum_score'] = 0.0
     if fa is not None:
-        rep.update(g_fit=fa.g, restitution=fa.e, position_rmse=fb.rmse)
+        rep.update(g_fit=fa.g, restitution=fa.e, position_rmse=fb.rmse if fb else math.nan)
         parts['accel_score'] = _closeness(fa.g - g, G_TOL * (g or GRAVITY))
-        parts['trajectory_score'] = _closeness(fb.rmse, RMSE_TOL)
+        parts['trajectory_score'] = _closeness(fb.rmse, RMSE_TOL) if fb else 0.0   # no path under the world's law fits
         checks = prompt_checks(pp, fa)
         parts['prompt_score'] = float(np.mean(list(checks.values())))
         if pp.domain == 'physics':

@@ -7,6 +7,7 @@ atomic checkpoints and exact resume."""
 # %% ../nbs/26_pretrain.ipynb #dc22bdca
 from __future__ import annotations
 import copy, dataclasses, hashlib, json, math, os, shutil, time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -259,6 +260,19 @@ class PretrainConfig:
     eval_prompts: tuple[str, ...] = ()
     sample_prompts: tuple[str, ...] = ()
 
+    def __post_init__(self):
+        bad = [f"{k}={getattr(self, k)!r} (must be {why})" for k, ok, why in [
+            ('iterations', self.iterations > 0, '> 0'), ('batch_size', self.batch_size > 0, '> 0'),
+            ('lr', self.lr > 0, '> 0'), ('warmup', self.warmup >= 1, '>= 1'),
+            ('ema_decay', 0 <= self.ema_decay < 1, 'in [0, 1)'), ('sigma_mix', 0 <= self.sigma_mix <= 1, 'in [0, 1]'),
+            ('self_history', 0 <= self.self_history <= 1, 'in [0, 1]')] if not ok]
+        if bad: raise ValueError("PretrainConfig: " + "; ".join(bad))
+
+    def recipe(self) -> dict:
+        "The fields a resumed run must share with its checkpoint (`iterations` may grow: it extends the run)."
+        skip = {'iterations', 'max_minutes', 'ckpt_every', 'sample_every', 'eval_every', 'eval_prompts', 'sample_prompts'}
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
+
     def lr_at(self, step: int) -> float:
         "Linear warmup, then cosine decay to 10% of `lr` at `iterations`."
         if step < self.warmup: return self.lr * (step + 1) / self.warmup
@@ -291,7 +305,12 @@ def _state_tensors(student, text) -> dict[str, torch.Tensor]:
 
 def _load_tensors(student, text, sd: dict) -> None:
     student.transformer.load_state_dict({k[12:]: v for k, v in sd.items() if k.startswith('transformer.')})
-    text.model.load_state_dict({k[5:]: v for k, v in sd.items() if k.startswith('text.')}, strict=False)
+    res = text.model.load_state_dict({k[5:]: v for k, v in sd.items() if k.startswith('text.')}, strict=False)
+    ptrs = Counter(v.data_ptr() for v in text.model.state_dict().values())
+    tied = {k for k, v in text.model.state_dict().items() if ptrs[v.data_ptr()] > 1}
+    if res.unexpected_keys or set(res.missing_keys) - tied:   # only tied aliases may be absent (saved once)
+        raise ValueError(f"text-encoder weights do not fit this encoder: missing {sorted(set(res.missing_keys) - tied)}, "
+                         f"unexpected {res.unexpected_keys}; was the checkpoint made with another text config?")
 
 class PretrainRun:
     "Live `student` + `text`, their EMA copies (`ema_student` with `ema_student.text`), AdamW, `step`, `history`."
@@ -331,8 +350,10 @@ def _save(self: PretrainRun) -> Path:
     torch.save({'optimizer': self.opt.state_dict(), 'torch_rng': torch.get_rng_state(),
                 'numpy_rng': np.random.get_state()}, tmp/'state.pt')
     (tmp/'progress.json').write_text(json.dumps({'step': self.step, 'train_seconds': self.train_seconds,
-                                                 'history': self.history}))
-    if self.ckpt_dir.exists(): os.replace(self.ckpt_dir, old)
+                                                 'history': self.history, 'recipe': self.cfg.recipe()}))
+    if self.ckpt_dir.exists():
+        shutil.rmtree(old, ignore_errors=True)   # a leftover from a save cut mid-delete; checkpoint/ is whole
+        os.replace(self.ckpt_dir, old)
     os.replace(tmp, self.ckpt_dir)
     shutil.rmtree(old, ignore_errors=True)
     return self.ckpt_dir
@@ -346,6 +367,10 @@ def _load(self: PretrainRun) -> None:
     st = torch.load(d/'state.pt', weights_only=False)
     self.opt.load_state_dict(st['optimizer']); torch.set_rng_state(st['torch_rng']); np.random.set_state(st['numpy_rng'])
     p = json.loads((d/'progress.json').read_text())
+    diff = {k: (v, self.cfg.recipe().get(k)) for k, v in p.get('recipe', {}).items() if self.cfg.recipe().get(k) != v}
+    if diff:   # resuming under another recipe would not be the run that was started (e.g. the lr schedule jumps)
+        raise ValueError(f"{d} was made with another recipe: " + ", ".join(f"{k} {a!r} there, {b!r} now" for k, (a, b)
+                         in diff.items()) + ". Resume with the same values, or pass a new out_dir.")
     self.step, self.train_seconds, self.history = p['step'], p['train_seconds'], p['history']
 
 PretrainRun.save, PretrainRun.load = _save, _load
@@ -373,6 +398,7 @@ def _train_step(self: PretrainRun, corpus: Corpus) -> dict:
     gn = torch.nn.utils.clip_grad_norm_(trainable(st, self.text), cfg.grad_clip)
     self.opt.step()
     ema_update(self.ema_tensors(), trainable(st, self.text), min(cfg.ema_decay, (1 + self.step) / (10 + self.step)))
+    self.ema_student.text.clear_cache()   # its weights just moved: cached prompt embeddings are stale
     self.step += 1
     return {'step': self.step, 'loss': loss.item(), 'grad_norm': float(gn), 'lr': lr}
 

@@ -183,3 +183,16 @@ def test_unsettling_fit_candidates_do_not_crash_reports(monkeypatch, error):
     monkeypatch.setattr(M, 'simulate', unsettled)
     rep = M.physics_report(frames, p, fps=8.0)
     assert rep['present'] == 1.0 and rep['accel_score'] == 0.0 and 0 <= rep['physics_score'] < 0.5
+
+
+def test_physics_report_scores_zero_trajectory_when_only_the_fixed_law_fit_fails(monkeypatch):
+    "The free fit succeeds, the fit under the world's law does not: the report must not crash, trajectory_score 0."
+    import afd_nb.metrics as M
+    p = "a small blue ball is dropped from the top and bounces on the floor"
+    clip = _clip(p, 0, STUDENT)
+    full = physics_report(clip, p, fps=STUDENT[1])
+    real_fit = M.fit_track
+    monkeypatch.setattr(M, 'fit_track', lambda tr, *a, g=None, **k: None if g is not None else real_fit(tr, *a, **k))
+    rep = physics_report(clip, p, fps=STUDENT[1])
+    assert full['trajectory_score'] > 0.9 and rep['trajectory_score'] == 0.0 and math.isnan(rep['position_rmse'])
+    assert rep['accel_score'] == full['accel_score'] and rep['physics_score'] < full['physics_score']
