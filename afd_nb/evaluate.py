@@ -5,7 +5,7 @@ reports, per-domain aggregates and a video grid."""
 
 # %% ../nbs/25_evaluate.ipynb #c1c2d91d
 from __future__ import annotations
-import math
+import math, warnings
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -48,6 +48,8 @@ class EvalResult:
         for dom, agg in self.summary.items():
             for k in ('physics_score', 'general_score', 'found', 'object_ok'):
                 if k in agg: out[f'{dom}/{k}'] = agg[k]['mean']
+            if agg.get('scoring_error', {}).get('mean', 0.0) > 0:   # clips scored 0 because scoring raised: say so
+                out[f'{dom}/scoring_error'] = agg['scoring_error']['mean']
         return out
 
     def __repr__(self):
@@ -86,6 +88,9 @@ def world_scores(pixels: torch.Tensor, prompts: Sequence[str], fps: float, key: 
     field; None: `physics_score` for physics prompts, `general_score` for general ones. Unscorable clips give 0."""
     frames = batch_to_frames(pixels.detach().float().cpu())
     res = evaluate_clips([Clip(f, fps, p) for f, p in zip(frames, prompts)])
+    if failed := [r for r in res.reports if r['scoring_error']]:
+        warnings.warn(f"world_scores: {len(failed)} of {len(frames)} clips could not be scored and count as 0 "
+                      f"(first: {failed[0]['prompt']!r}: {failed[0]['error']})")
     key_of = lambda r: key or ('physics_score' if r['domain'] == 'physics' else 'general_score')
     return torch.tensor([float(r.get(key_of(r), 0.0)) for r in res.reports], dtype=torch.float32)
 

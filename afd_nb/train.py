@@ -146,6 +146,7 @@ class TeacherClips:
                  cache_dir: str | Path | None = None, keep_in_memory: bool = True):
         self.teacher = teacher if isinstance(teacher, CachedTeacher) else CachedTeacher(teacher, cache_dir)
         self.prompts, self.seed, self.fmt, self.keep = list(prompts), int(seed), fmt, keep_in_memory
+        if not self.prompts: raise ValueError("TeacherClips needs at least one prompt (the teacher set is empty)")
         clips = self.teacher.sample(self.prompts, self.seed)  # the one fetch: later runs hit the disk cache
         self.native = dict(size=clips[0].size, fps=clips[0].fps, num_frames=clips[0].num_frames)
         self.frames = [self._conform(c) for c in clips] if keep_in_memory else None
@@ -294,7 +295,7 @@ def _weights(self: Trainer, y_S: torch.Tensor, prompts: Sequence[str], idx: Sequ
     -> weights `r` `[B]` (E6)-(E7) over the global batch; and their stats."""
     scores, extra = self.D_raw.score(y_S, list(prompts)).float(), {}
     if self.cfg.reward == 'world':
-        w = self.world_score(y_S, prompts, self.fmt['fps']).to(scores.device)
+        w = self.world_score(y_S, prompts, self.d_fmt['fps']).to(scores.device)   # y_S is in D's format here
         extra = dict(world_mean=float(w.mean()), d_world_corr=rank_correlation(scores, w))
         scores = w
     ids = torch.tensor(list(idx), device=scores.device)
@@ -450,6 +451,8 @@ def _check_resumable(self: Trainer, state: dict, folder: Path) -> None:
     diff = [f"{k}: checkpoint {then.get(k, default[k])!r}, now {now[k]!r}" for k in now
             if k not in RESUMABLE and then.get(k, default[k]) != now[k]]
     if state.get('prompts') != self.data.prompts: diff.append("the teacher prompt set differs")
+    if state.get('teacher', self.data.teacher.teacher_id) != self.data.teacher.teacher_id:
+        diff.append(f"teacher: checkpoint {state['teacher']!r}, now {self.data.teacher.teacher_id!r}")
     for k, v in (('student', self.student.preset.name), ('student_source', self.student.source)):
         if state.get(k) != v: diff.append(f"{k}: checkpoint {state.get(k)!r}, now {v!r}")
     if diff: raise ValueError(f"{folder} belongs to a run with other settings ({'; '.join(diff)}): resume it with "

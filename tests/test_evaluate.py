@@ -46,6 +46,12 @@ def test_a_clip_whose_scoring_raises_scores_zero(monkeypatch):
     assert [r['scoring_error'] for r in res.reports] == [1.0, 0.0, 0.0]
     assert res.reports[0]['general_score'] == 0.0 and res.reports[0]['object_ok'] == 0.0
     assert res.summary['general']['scoring_error']['mean'] == 0.5 and res.summary['physics']['physics_score']['mean'] > 0.9
+    assert res.headline()['general/scoring_error'] == 0.5 and 'physics/scoring_error' not in res.headline()
+    import torch
+    pix = torch.stack([torch.from_numpy(c.frames).permute(3, 0, 1, 2) for c in clips]).float() / 127.5 - 1
+    with pytest.warns(UserWarning, match=r"1 of 3 clips could not be scored and count as 0 .*10000 events"):
+        w = ev.world_scores(pix, gen + phy, 8.0)
+    assert w[0] == 0 and w[2] > 0.9
     with pytest.raises(RuntimeError, match='10000 events'): evaluate_clips(clips, strict=True)
     with pytest.raises(ValueError, match='cannot parse'): evaluate_clips(clips[:1], prompts=['a dog barks'])
 

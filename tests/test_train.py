@@ -225,6 +225,12 @@ def test_errors_name_the_problem(cache, tmp_path):
     with pytest.raises(ValueError, match=r"other settings \(beta: checkpoint 0.1, now 0.5\)"):
         trainer(cache, tmp_path, dataclasses.replace(TINY, beta=0.5))
     trainer(cache, tmp_path, dataclasses.replace(TINY, iterations=2, eval_every=0))   # RESUMABLE keys may change
+    with pytest.raises(ValueError, match=r"teacher: checkpoint 'physics:64x64@16fps:48f', now 'physics:48x48@16fps:48f'"):
+        Trainer(student(), PhysicsTeacher(size=48), dataclasses.replace(TINY, iterations=2), tmp_path,
+                teacher_cache=cache, progress=False, accelerator=Accelerator(cpu=True))
+    from afd_nb.train import TeacherClips
+    with pytest.raises(ValueError, match="at least one prompt"):
+        TeacherClips(load_teacher('physics'), [], 0, dict(size=(32, 32), fps=8.0, num_frames=24), cache)
 
 
 def test_a_discriminator_with_its_own_pixel_format_trains_and_resumes(cache, tmp_path):
@@ -240,6 +246,19 @@ def test_a_discriminator_with_its_own_pixel_format_trains_and_resumes(cache, tmp
     from afd_nb.train import disc_parameters
     assert b.resumed_from is not None
     assert all(torch.equal(p, q) for p, q in zip(disc_parameters(a.D_raw), disc_parameters(b.D_raw)))
+
+
+def test_world_reward_is_scored_at_the_discriminators_frame_rate(cache):
+    "With a D of its own pixel format, the rollouts reach the world's scoring conformed to it, so its fps goes along."
+    from afd_nb.videoalign import VideoAlignRewardModel, VideoAlignDiscriminator
+    D = VideoAlignDiscriminator(VideoAlignRewardModel.tiny(output_dim=3), lora_r=4, lora_alpha=8,
+                                pixel_format=dict(size=(16, 16), fps=4.0, num_frames=12))
+    calls = []
+    def darkness(pixels, prompts, fps):
+        calls.append((tuple(pixels.shape[2:]), fps)); return (1 - pixels.float()).mean((1, 2, 3, 4))
+    tr = trainer(cache, cfg=dataclasses.replace(TINY, reward='world', iterations=1), discriminator=D, world_score=darkness)
+    tr.fit()
+    assert calls == [((12, 16, 16), 4.0)]
 
 
 @pytest.mark.slow
