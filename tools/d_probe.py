@@ -25,6 +25,9 @@ ask whether D still wins when one kind of appearance is taken away (all on both 
 - `--restyle T`: both clips re-noised to flow time T and denoised once by the frozen base student;
 - `--augment K`: D trains on random K-frame windows, flipped and shifted left-right (physics-preserving);
 - `--r1 G`: an R1 gradient penalty of weight G on the teacher clips.
+`--pretrain-world N` first trains D for N steps as a physics reward model on the world's own renders (one scene under
+the true law against the same scene under a wrong law), as the paper's D starts from a pretrained reward model; the
+(E4) steps on rollouts then fine-tune it (`--d-lr`, `--steps 0` to skip them).
 """
 from __future__ import annotations
 import argparse, hashlib, time
@@ -95,6 +98,25 @@ def objects_seen(videos: torch.Tensor, prompts, fps: float) -> torch.Tensor:
     return torch.tensor(out)
 
 
+def pretrain_on_world(D, fmt: dict, steps: int, lr: float, seed: int = 0, batch: int = 8, every: int = 200,
+                      report=None) -> None:
+    """Train D by (E4) as a physics reward model on the world's own renders: each pair is one physics prompt and scene
+    (grammar prompts, eval prompts excluded) drawn under the true law and under a random wrong law."""
+    from afd_nb.discriminator import bt_loss
+    from afd_nb.pretrain import WRONG_PHYSICS, training_prompts
+    from afd_nb.train import disc_parameters
+    pool, rng = training_prompts('physics', 2000, seed=7), np.random.default_rng(seed)
+    opt = torch.optim.AdamW(disc_parameters(D), lr, weight_decay=1e-4)
+    for step in range(1, steps + 1):
+        ps = [pool[i] for i in rng.integers(len(pool), size=batch)]
+        seeds = rng.integers(10 ** 6, size=batch).tolist()
+        wrong = [WRONG_PHYSICS[i] for i in rng.integers(len(WRONG_PHYSICS), size=batch)]
+        y = torch.cat([world_variants(ps, seeds, ['true'] * batch, fmt), world_variants(ps, seeds, wrong, fmt)])
+        loss = bt_loss(*D.score(y, ps * 2).chunk(2))
+        opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+        if report and (step % every == 0 or step == steps): report(f"world pretraining step {step}: loss {loss.item():.4f}")
+
+
 def concordance(d: torch.Tensor, w: torch.Tensor, ids: torch.Tensor) -> float:
     "Kendall concordance of scores `d` with `w` `[N]` over pairs with the same id and different `w`."
     s = []
@@ -154,6 +176,9 @@ def main(argv=None):
                     help="train D on random windows of this many frames, flipped and shifted left-right (0: off)")
     ap.add_argument('--noise', type=float, default=0.0, help="instance noise: Gaussian pixel noise of this std on both sides")
     ap.add_argument('--r1', type=float, default=0.0, help="R1 penalty weight on the teacher side (gamma/2 |grad_y D|^2)")
+    ap.add_argument('--pretrain-world', type=int, default=0,
+                    help="first train D this many steps on the world's renders, true law against a wrong one (0: off)")
+    ap.add_argument('--pretrain-lr', type=float, default=5e-4)
     ap.add_argument('--against', default='student', choices=['student', 'world'],
                     help="what D tells the teacher from: base-student rollouts, or the world's renders under wrong laws")
     ap.add_argument('--threads', type=int, default=2)
@@ -193,9 +218,18 @@ def main(argv=None):
         Y_te = restyle(student, Y_te, [tr.data.prompts[i] for i in I_te.tolist()], a.restyle, a.seed + 2)
     torch.manual_seed(a.seed)
     D = PhysicsDiscriminator(student.text, student.text.dim, a.d_width, dict(tr.fmt))
-    opt = torch.optim.AdamW(disc_parameters(D), a.d_lr, weight_decay=1e-4)
     ps = tr.data.prompts
     g = torch.Generator().manual_seed(a.seed)
+    def held_out(tag: str) -> None:
+        with torch.no_grad():
+            s = torch.cat([D.score(blur(Y_te[k:k + 32], a.blur), [ps[i] for i in I_te[k:k + 32].tolist()])
+                           for k in range(0, len(Y_te), 32)])
+            win = (D.score(blur(y_T, a.blur), list(ps))[I_te] > s).float()
+        print(f"{tag}; held out: acc {float(win.mean()):.3f} ({float(win[seen].mean()):.3f} where all objects are seen), "
+              f"corr {rank_correlation(s, W_te):+.3f}, within {concordance(s, W_te, I_te):+.3f}", flush=True)
+    if a.pretrain_world:   # a physics reward model first (as the paper's D starts from VideoAlign), then (E4) on rollouts
+        pretrain_on_world(D, dict(tr.fmt), a.pretrain_world, a.pretrain_lr, a.seed, a.batch, report=held_out)
+    opt = torch.optim.AdamW(disc_parameters(D), a.d_lr, weight_decay=1e-4)
     for step in range(1, a.steps + 1):
         j = torch.randint(half, (a.batch,), generator=g)
         idx = I_tr[j].tolist()
@@ -210,14 +244,7 @@ def main(argv=None):
             loss = loss + a.r1 / 2 * gy[:a.batch].pow(2).flatten(1).sum(1).mean()
         opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
         if step % 40 and step != a.steps: continue
-        with torch.no_grad():
-            s = torch.cat([D.score(blur(Y_te[k:k + 32], a.blur), [ps[i] for i in I_te[k:k + 32].tolist()])
-                           for k in range(0, len(Y_te), 32)])
-            s_T = D.score(blur(y_T, a.blur), list(ps))
-        win = (s_T[I_te] > s).float()
-        print(f"step {step}: train loss {loss.item():.4f}, margin {(d_t - d_s).mean().item():.2f}; held out: acc "
-              f"{float(win.mean()):.3f} ({float(win[seen].mean()):.3f} where all objects are seen), "
-              f"corr {rank_correlation(s, W_te):+.3f}, within {concordance(s, W_te, I_te):+.3f}", flush=True)
+        held_out(f"step {step}: train loss {loss.item():.4f}, margin {(d_t - d_s).mean().item():.2f}")
 
 
 if __name__ == '__main__':
