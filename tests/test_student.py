@@ -3,8 +3,8 @@ import copy
 import pytest, torch
 from diffusers import WanTransformer3DModel
 from afd_nb import student as S
-from afd_nb.student import (CausalWan, block_causal_mask, load_student, save_student, segment_plan,
-                            teacher_forcing_layout, history_layout, get_preset)
+from afd_nb.attention import block_causal_mask, history_layout, segment_plan, teacher_forcing_layout
+from afd_nb.student import CausalWan, get_preset, load_student, save_student
 from afd_nb.adapters import adapter_parameters, save_adapter, load_adapter
 from afd_nb.checkpoints import (CheckpointMismatch, diffusers_to_original, original_to_diffusers, read_checkpoint,
                                 load_transformer_weights)

@@ -99,19 +99,30 @@ def objects_seen(videos: torch.Tensor, prompts, fps: float) -> torch.Tensor:
 
 
 def pretrain_on_world(D, fmt: dict, steps: int, lr: float, seed: int = 0, batch: int = 8, every: int = 200,
-                      report=None) -> None:
+                      report=None, prompt_negatives: float = 0.0) -> None:
     """Train D by (E4) as a physics reward model on the world's own renders: each pair is one physics prompt and scene
-    (grammar prompts, eval prompts excluded) drawn under the true law and under a random wrong law."""
+    (grammar prompts, eval prompts excluded) drawn under the true law and under a random wrong law. With
+    `prompt_negatives` p, that share of the pairs instead puts a true-law render of another prompt of the same scenario
+    against it (scored under this prompt): prompt adherence as well as the law, as VideoAlign scores both."""
     from afd_nb.discriminator import bt_loss
     from afd_nb.pretrain import WRONG_PHYSICS, training_prompts
     from afd_nb.train import disc_parameters
+    from afd_nb.world import parse_prompt
     pool, rng = training_prompts('physics', 2000, seed=7), np.random.default_rng(seed)
+    by_scenario = {}
+    for q in pool: by_scenario.setdefault(parse_prompt(q).scenario, []).append(q)
+    def other(p: str) -> str:   # another prompt of the same scenario: same kind of motion, other objects or places
+        c = by_scenario[parse_prompt(p).scenario]
+        while (q := c[rng.integers(len(c))]) == p: pass
+        return q
     opt = torch.optim.AdamW(disc_parameters(D), lr, weight_decay=1e-4)
     for step in range(1, steps + 1):
         ps = [pool[i] for i in rng.integers(len(pool), size=batch)]
         seeds = rng.integers(10 ** 6, size=batch).tolist()
         wrong = [WRONG_PHYSICS[i] for i in rng.integers(len(WRONG_PHYSICS), size=batch)]
-        y = torch.cat([world_variants(ps, seeds, ['true'] * batch, fmt), world_variants(ps, seeds, wrong, fmt)])
+        neg_ps = [other(p) if rng.random() < prompt_negatives else p for p in ps]
+        wrong = [k if q == p else 'true' for k, p, q in zip(wrong, ps, neg_ps)]
+        y = torch.cat([world_variants(ps, seeds, ['true'] * batch, fmt), world_variants(neg_ps, seeds, wrong, fmt)])
         loss = bt_loss(*D.score(y, ps * 2).chunk(2))
         opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
         if report and (step % every == 0 or step == steps): report(f"world pretraining step {step}: loss {loss.item():.4f}")
@@ -179,6 +190,8 @@ def main(argv=None):
     ap.add_argument('--pretrain-world', type=int, default=0,
                     help="first train D this many steps on the world's renders, true law against a wrong one (0: off)")
     ap.add_argument('--pretrain-lr', type=float, default=5e-4)
+    ap.add_argument('--prompt-negatives', type=float, default=0.0,
+                    help="share of world-pretraining pairs whose negative is a true-law render of another prompt")
     ap.add_argument('--against', default='student', choices=['student', 'world'],
                     help="what D tells the teacher from: base-student rollouts, or the world's renders under wrong laws")
     ap.add_argument('--threads', type=int, default=2)
@@ -228,7 +241,8 @@ def main(argv=None):
         print(f"{tag}; held out: acc {float(win.mean()):.3f} ({float(win[seen].mean()):.3f} where all objects are seen), "
               f"corr {rank_correlation(s, W_te):+.3f}, within {concordance(s, W_te, I_te):+.3f}", flush=True)
     if a.pretrain_world:   # a physics reward model first (as the paper's D starts from VideoAlign), then (E4) on rollouts
-        pretrain_on_world(D, dict(tr.fmt), a.pretrain_world, a.pretrain_lr, a.seed, a.batch, report=held_out)
+        pretrain_on_world(D, dict(tr.fmt), a.pretrain_world, a.pretrain_lr, a.seed, a.batch, report=held_out,
+                          prompt_negatives=a.prompt_negatives)
     opt = torch.optim.AdamW(disc_parameters(D), a.d_lr, weight_decay=1e-4)
     for step in range(1, a.steps + 1):
         j = torch.randint(half, (a.batch,), generator=g)

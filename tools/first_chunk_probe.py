@@ -4,7 +4,8 @@ rollouts and of rollouts given the teacher's first chunk (the rest sampled), on 
 Usage: python tools/first_chunk_probe.py [STUDENT_FOLDER [STUDENT]]   (default: the shipped self_forcing student;
 '' as the folder: the shipped weights of STUDENT)"""
 import torch, numpy as np
-from afd_nb.student import load_student, segment_plan, history_layout, _blocks
+from afd_nb.attention import _blocks, history_layout, segment_plan
+from afd_nb.student import load_student
 from afd_nb.flow import few_step_sample
 from afd_nb.core import frames_to_batch, batch_to_frames
 from afd_nb.teachers import load_prompts
