@@ -63,9 +63,15 @@ def publish_checkpoint(root: str | Path, step: int, keep: int = 2) -> Path:
     root = Path(root)
     tmp, final = tmp_checkpoint_dir(root, step), root/checkpoint_name(step)
     if not tmp.is_dir(): raise FileNotFoundError(f"no temporary checkpoint folder {tmp} to publish")
-    if final.exists(): shutil.rmtree(final)  # a re-run of the same step (e.g. after a crash past the rename)
+    for f in tmp.rglob('*'):   # the files reach the disk before the rename makes them the checkpoint
+        if f.is_file():
+            with open(f, 'rb') as h: os.fsync(h.fileno())
+    stale = root/f".old-{final.name}"
+    if final.exists():   # a re-run of the same step: move it aside, so `latest` never names a missing folder
+        shutil.rmtree(stale, ignore_errors=True); os.replace(final, stale)
     os.replace(tmp, final)
     atomic_write_text(root/LATEST, final.name)
+    shutil.rmtree(stale, ignore_errors=True)
     done = sorted(p for p in root.glob('step_*') if re.fullmatch(r'step_\d{6}', p.name))
     for p in done[:-keep] if keep > 0 else []:
         if p != final: shutil.rmtree(p, ignore_errors=True)
