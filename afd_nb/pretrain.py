@@ -7,7 +7,6 @@ atomic checkpoints and exact resume."""
 # %% ../nbs/26_pretrain.ipynb #dc22bdca
 from __future__ import annotations
 import copy, dataclasses, hashlib, json, math, os, shutil, time
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -304,13 +303,17 @@ def _state_tensors(student, text) -> dict[str, torch.Tensor]:
     return out
 
 def _load_tensors(student, text, sd: dict) -> None:
+    "Load `_state_tensors`' output; the text keys are checked first, so a mismatch leaves both models untouched."
+    tsd = {k[5:]: v for k, v in sd.items() if k.startswith('text.')}
+    groups = {}   # tied tensors (umT5's shared embedding) are saved under one of their names: one per group suffices
+    for k, v in text.model.state_dict().items(): groups.setdefault(v.data_ptr(), []).append(k)
+    missing = [ks for ks in groups.values() if not any(k in tsd for k in ks)]
+    unexpected = sorted(set(tsd) - {k for ks in groups.values() for k in ks})
+    if missing or unexpected:
+        raise ValueError(f"text-encoder weights do not fit this encoder: missing {[ks[0] for ks in missing]}, "
+                         f"unexpected {unexpected}; was the checkpoint made with another text config?")
     student.transformer.load_state_dict({k[12:]: v for k, v in sd.items() if k.startswith('transformer.')})
-    res = text.model.load_state_dict({k[5:]: v for k, v in sd.items() if k.startswith('text.')}, strict=False)
-    ptrs = Counter(v.data_ptr() for v in text.model.state_dict().values())
-    tied = {k for k, v in text.model.state_dict().items() if ptrs[v.data_ptr()] > 1}
-    if res.unexpected_keys or set(res.missing_keys) - tied:   # only tied aliases may be absent (saved once)
-        raise ValueError(f"text-encoder weights do not fit this encoder: missing {sorted(set(res.missing_keys) - tied)}, "
-                         f"unexpected {res.unexpected_keys}; was the checkpoint made with another text config?")
+    text.model.load_state_dict(tsd, strict=False)
 
 class PretrainRun:
     "Live `student` + `text`, their EMA copies (`ema_student` with `ema_student.text`), AdamW, `step`, `history`."
@@ -362,15 +365,15 @@ def _load(self: PretrainRun) -> None:
     "Restore everything `save` wrote (from `checkpoint/`, or `checkpoint.old/` if a save was cut between renames)."
     from safetensors.torch import load_file
     d = self.ckpt_dir if self.ckpt_dir.exists() else self.out/'checkpoint.old'
+    p = json.loads((d/'progress.json').read_text())   # checked first: a refused resume must change nothing
+    diff = {k: (v, self.cfg.recipe().get(k)) for k, v in p.get('recipe', {}).items() if self.cfg.recipe().get(k) != v}
+    if diff:   # resuming under another recipe would not be the run that was started
+        raise ValueError(f"{d} was made with another recipe: " + ", ".join(f"{k} {a!r} there, {b!r} now" for k, (a, b)
+                         in diff.items()) + ". Resume with the same values, or pass a new out_dir.")
     _load_tensors(self.student, self.text, load_file(d/'model.safetensors'))
     _load_tensors(self.ema_student, self.ema_student.text, load_file(d/'ema.safetensors'))
     st = torch.load(d/'state.pt', weights_only=False)
     self.opt.load_state_dict(st['optimizer']); torch.set_rng_state(st['torch_rng']); np.random.set_state(st['numpy_rng'])
-    p = json.loads((d/'progress.json').read_text())
-    diff = {k: (v, self.cfg.recipe().get(k)) for k, v in p.get('recipe', {}).items() if self.cfg.recipe().get(k) != v}
-    if diff:   # resuming under another recipe would not be the run that was started (e.g. the lr schedule jumps)
-        raise ValueError(f"{d} was made with another recipe: " + ", ".join(f"{k} {a!r} there, {b!r} now" for k, (a, b)
-                         in diff.items()) + ". Resume with the same values, or pass a new out_dir.")
     self.step, self.train_seconds, self.history = p['step'], p['train_seconds'], p['history']
 
 PretrainRun.save, PretrainRun.load = _save, _load

@@ -92,6 +92,8 @@ def latest_checkpoint(root: str | Path) -> Path | None:
     p = Path(root)/LATEST
     if not p.is_file(): return None
     d = Path(root)/p.read_text().strip()
+    stale = Path(root)/f".old-{d.name}"
+    if not d.is_dir() and stale.is_dir(): os.replace(stale, d)   # a re-save of this step was cut between its renames
     if not d.is_dir(): raise FileNotFoundError(f"{p} names {d.name}, which is missing: the run folder was edited by hand; "
                                                f"delete {p} to start over or restore {d}")
     return d

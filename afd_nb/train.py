@@ -290,12 +290,15 @@ def _d_update(self: Trainer, y_T: torch.Tensor, y_S: torch.Tensor, prompts: Sequ
     return dict(d_loss=float(loss.detach()), d_acc=bt_accuracy(d_t, d_s), d_margin=float((d_t - d_s).mean()))
 
 @torch.no_grad()
-def _weights(self: Trainer, y_S: torch.Tensor, prompts: Sequence[str], idx: Sequence[int]) -> tuple[torch.Tensor, dict]:
-    """Scores of the updated D (with `reward='world'`: the world's exact scores, and their rank correlation with D's)
-    -> weights `r` `[B]` (E6)-(E7) over the global batch; and their stats."""
+def _weights(self: Trainer, y_S: torch.Tensor, prompts: Sequence[str], idx: Sequence[int],
+             y_native: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+    """Scores of the updated D on `y_S` (in D's format) -> weights `r` `[B]` (E6)-(E7) over the global batch, and
+    their stats. With `reward='world'` the world's exact scores of the rollouts in the student's own format
+    (`y_native`, default `y_S`) replace D's, and their rank correlation with D's is logged."""
     scores, extra = self.D_raw.score(y_S, list(prompts)).float(), {}
     if self.cfg.reward == 'world':
-        w = self.world_score(y_S, prompts, self.d_fmt['fps']).to(scores.device)   # y_S is in D's format here
+        y_w = y_S if y_native is None else y_native
+        w = self.world_score(y_w, prompts, self.fmt['fps']).to(scores.device)
         extra = dict(world_mean=float(w.mean()), d_world_corr=rank_correlation(scores, w))
         scores = w
     ids = torch.tensor(list(idx), device=scores.device)
@@ -378,10 +381,11 @@ def _iteration(self: Trainer) -> dict:
     y_T = self.data.videos(idx).to(self.device)
     if c.method == 'afd':
         x0, y_S = self.rollout(emb, mask)
+        y_native = y_S   # the world's oracle scores the rollout as the student made it
         if self.d_data is not self.data:   # a discriminator with its own pixel format (e.g. VideoAlign)
             y_T, y_S = self.d_data.videos(idx).to(self.device), conform_videos(y_S, self.fmt['fps'], self.d_fmt)
         row = self.d_update(y_T, y_S, prompts)
-        r, stats = self.weights(y_S, prompts, idx)
+        r, stats = self.weights(y_S, prompts, idx, y_native)
         row.update(stats, **self._student_updates(x0, emb, mask, r, idx if c.shared_noise else None))
         d = c.old_decay if c.old_decay is not None else old_policy_decay(self.step + 1, c.old_decay_rate, c.old_decay_max)
         self.student.ema_update(d)

@@ -248,8 +248,8 @@ def test_a_discriminator_with_its_own_pixel_format_trains_and_resumes(cache, tmp
     assert all(torch.equal(p, q) for p, q in zip(disc_parameters(a.D_raw), disc_parameters(b.D_raw)))
 
 
-def test_world_reward_is_scored_at_the_discriminators_frame_rate(cache):
-    "With a D of its own pixel format, the rollouts reach the world's scoring conformed to it, so its fps goes along."
+def test_world_reward_scores_the_rollouts_in_the_students_own_format(cache):
+    "With a D of its own pixel format, the world's oracle still scores the rollouts as the student made them."
     from afd_nb.videoalign import VideoAlignRewardModel, VideoAlignDiscriminator
     D = VideoAlignDiscriminator(VideoAlignRewardModel.tiny(output_dim=3), lora_r=4, lora_alpha=8,
                                 pixel_format=dict(size=(16, 16), fps=4.0, num_frames=12))
@@ -258,7 +258,7 @@ def test_world_reward_is_scored_at_the_discriminators_frame_rate(cache):
         calls.append((tuple(pixels.shape[2:]), fps)); return (1 - pixels.float()).mean((1, 2, 3, 4))
     tr = trainer(cache, cfg=dataclasses.replace(TINY, reward='world', iterations=1), discriminator=D, world_score=darkness)
     tr.fit()
-    assert calls == [((12, 16, 16), 4.0)]
+    assert calls == [((24, 32, 32), 8.0)]   # not D's 12 frames of 16x16 at 4 fps
 
 
 @pytest.mark.slow

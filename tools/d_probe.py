@@ -5,7 +5,8 @@ Rolls out the frozen base student `--pool` times on each of the job's teacher pr
 every rollout with the world's exact physics_score. Then it trains a fresh `PhysicsDiscriminator`, as the job builds it,
 by (E4) on (teacher clip, rollout) pairs from the first half of the pool, and every 40 steps reports on the held-out
 half:
-- `acc`: how often D scores the prompt's teacher clip above a held-out rollout (BT accuracy);
+- `acc`: how often D scores the prompt's teacher clip above a held-out rollout (BT accuracy; the teacher clips are
+  the 64 D trains on, only the rollouts are held out);
 - `corr`: Spearman rank correlation of D's scores with the world's physics_score over all held-out rollouts
   (what the batch baseline of (E6) uses);
 - `within`: Kendall concordance of D with the world over pairs of held-out rollouts of the same prompt (what the
@@ -23,7 +24,8 @@ ask whether D still wins when one kind of appearance is taken away (all on both 
 - `--blur S`: a Gaussian blur of S pixels;
 - `--noise S`: instance noise, Gaussian pixel noise of std S added at every D step;
 - `--restyle T`: both clips re-noised to flow time T and denoised once by the frozen base student;
-- `--augment K`: D trains on random K-frame windows, flipped and shifted left-right (physics-preserving);
+- `--augment K`: D trains on random K-frame windows shifted left-right (physics-preserving; held-out scoring
+  uses whole clips);
 - `--r1 G`: an R1 gradient penalty of weight G on the teacher clips.
 `--pretrain-world N` first trains D for N steps as a physics reward model on the world's own renders (one scene under
 the true law against the same scene under a wrong law), as the paper's D starts from a pretrained reward model; the
@@ -55,7 +57,8 @@ def blur(videos: torch.Tensor, sigma: float) -> torch.Tensor:
 
 def restyle(student, videos: torch.Tensor, prompts, sigma: float, seed: int = 0, batch: int = 32) -> torch.Tensor:
     """Clips `[B, 3, F, H, W]` re-noised to flow time `sigma` (E1) and denoised in one step by the frozen base student,
-    teacher-forced on the clip itself: the motion stays, the fine appearance becomes the student's (identity at 0)."""
+    teacher-forced on the clip itself: the motion stays and each chunk is redrawn by the student (identity at 0). The
+    history of chunks after the first is the clip's own clean rendering, so this is a partial restyle."""
     if sigma <= 0: return videos
     from afd_nb.flow import add_noise, x0_from_velocity
     g, out = torch.Generator().manual_seed(seed), []
@@ -72,14 +75,13 @@ def restyle(student, videos: torch.Tensor, prompts, sigma: float, seed: int = 0,
 
 def augment(videos: torch.Tensor, g: torch.Generator, frames: int = 16, shift: int = 4) -> torch.Tensor:
     """Physics-preserving augmentation of each clip `[B, 3, F, H, W]` -> `[B, 3, frames, H, W]`: a random window of
-    `frames` consecutive frames (the law is the same at every time), a random left-right flip and a horizontal shift of up
-    to `shift` px (edge columns repeated); gravity's axis is left alone."""
+    `frames` consecutive frames (the law is the same at every time) and a horizontal shift of up to `shift` px (edge
+    columns repeated). No flip: it would contradict the prompt's left and right; gravity's axis is left alone."""
     B, C, Fr, H, W = videos.shape
     out = []
     for y in videos:
         t0 = int(torch.randint(Fr - frames + 1, (1,), generator=g))
         y = y[:, t0:t0 + frames]
-        if torch.rand(1, generator=g) < 0.5: y = y.flip(-1)
         d = int(torch.randint(-shift, shift + 1, (1,), generator=g))
         if d: y = F.pad(y, (max(d, 0), max(-d, 0), 0, 0), mode='replicate')[..., max(-d, 0):max(-d, 0) + W]
         out.append(y)
@@ -120,7 +122,7 @@ def pretrain_on_world(D, fmt: dict, steps: int, lr: float, seed: int = 0, batch:
         ps = [pool[i] for i in rng.integers(len(pool), size=batch)]
         seeds = rng.integers(10 ** 6, size=batch).tolist()
         wrong = [WRONG_PHYSICS[i] for i in rng.integers(len(WRONG_PHYSICS), size=batch)]
-        neg_ps = [other(p) if rng.random() < prompt_negatives else p for p in ps]
+        neg_ps = [other(p) if prompt_negatives > 0 and rng.random() < prompt_negatives else p for p in ps]
         wrong = [k if q == p else 'true' for k, p, q in zip(wrong, ps, neg_ps)]
         y = torch.cat([world_variants(ps, seeds, ['true'] * batch, fmt), world_variants(neg_ps, seeds, wrong, fmt)])
         loss = bt_loss(*D.score(y, ps * 2).chunk(2))
@@ -184,7 +186,7 @@ def main(argv=None):
     ap.add_argument('--restyle', type=float, default=0.0,
                     help="re-noise both sides to this flow time and denoise once with the base student (0: off)")
     ap.add_argument('--augment', type=int, default=0,
-                    help="train D on random windows of this many frames, flipped and shifted left-right (0: off)")
+                    help="train D on random windows of this many frames, shifted left-right (0: off)")
     ap.add_argument('--noise', type=float, default=0.0, help="instance noise: Gaussian pixel noise of this std on both sides")
     ap.add_argument('--r1', type=float, default=0.0, help="R1 penalty weight on the teacher side (gamma/2 |grad_y D|^2)")
     ap.add_argument('--pretrain-world', type=int, default=0,
@@ -209,6 +211,8 @@ def main(argv=None):
     student = load_student(a.student)
     tr = Trainer(student, load_teacher('physics'), TrainConfig(iterations=1, eval_every=0, seed=a.seed), None,
                  progress=False, accelerator=Accelerator(cpu=True))
+    if a.augment and not 2 <= a.augment <= tr.fmt['num_frames']:
+        ap.error(f"--augment {a.augment}: a window of 2 to {tr.fmt['num_frames']} frames (the clip's length)")
     t0 = time.time()
     # the student's weights are in the key, so a newly shipped student gets a fresh pool
     tag = hashlib.sha1(b''.join(p.detach().float().numpy().tobytes() for p in student.transformer.parameters())).hexdigest()[:8]
