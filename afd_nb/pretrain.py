@@ -208,11 +208,13 @@ def self_history(model, text, x0: torch.Tensor, prompts: Sequence[str], share: f
     s = torch.as_tensor(list(sigmas), dtype=torch.float32)[torch.randint(len(sigmas), (B, K), generator=generator)]
     noise = torch.randn(x0.shape, generator=generator).to(x0)
     if not pick.any(): return x0
+    i = pick.nonzero().squeeze(1)   # denoise the picked clips only: the others would be thrown away
+    s, idx = s[i], i.to(x0.device)
     t = frame_times(s, x0.shape[2], model.block_size).to(x0.device)
-    x_t = add_noise(x0, noise, t)
-    emb, mask = text_embeddings(text, prompts, x0.device)
-    x0_hat = x0_from_velocity(x_t, model.velocity(x_t, s.to(x0.device), x0, emb, mask).float(), t)
-    return torch.where(pick.to(x0.device)[:, None, None, None, None], x0_hat.to(x0.dtype), x0)
+    x_t = add_noise(x0[idx], noise[idx], t)
+    emb, mask = text_embeddings(text, [prompts[j] for j in i.tolist()], x0.device)
+    x0_hat = x0_from_velocity(x_t, model.velocity(x_t, s.to(x0.device), x0[idx], emb, mask).float(), t)
+    return x0.index_copy(0, idx, x0_hat.to(x0.dtype))
 
 # %% ../nbs/26_pretrain.ipynb #39ed5fd3
 def random_student(name: str = 'self_forcing', seed: int = 0, device='cpu', prediction: str | None = None,
