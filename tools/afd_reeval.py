@@ -15,25 +15,31 @@ import argparse, json, time
 from pathlib import Path
 import numpy as np, torch
 from afd_nb.student import load_student
-from afd_nb.evaluate import evaluate_student
+from afd_nb.evaluate import EvalResult, evaluate_student, paired_delta
+from afd_nb.run_state import checkpoint_name
 from afd_nb.teachers import load_prompts
 
 KEYS = ('physics_score', 'general_score')
 
 
-def scores(st, prompts, seeds, view) -> np.ndarray:
-    "`[len(seeds) * len(prompts), 2]`: each clip's physics_score and general_score (NaN outside its domain)."
-    rows = []
+def rollouts(st, prompts, seeds, view) -> EvalResult:
+    "One `EvalResult` of `prompts` rolled out under each seed in turn (clips in seed-major order), under view `view`."
+    clips, reports = [], []
     with st.view(view):
         for s in seeds:
             r = evaluate_student(st, prompts, s, 16, False)
-            rows += [[rep.get(k, np.nan) for k in KEYS] for rep in r.reports]
-    return np.array(rows, float)
+            clips += r.clips; reports += r.reports
+    return EvalResult(clips, reports)
 
 
-def paired(d: np.ndarray) -> str:
-    x = d[np.isfinite(d)]
-    return f"{x.mean():+.3f} (SE {x.std(ddof=1) / np.sqrt(len(x)):.3f}, n {len(x)})"
+def per_clip(res: EvalResult) -> list:
+    "Each clip's physics_score and general_score (None outside its domain), for the JSON file."
+    return [[rep.get(k) for k in KEYS] for rep in res.reports]
+
+
+def paired(before: EvalResult, after: EvalResult, key: str) -> str:
+    d = paired_delta(before, after, key)
+    return f"{d['mean']:+.3f} (SE {d['se']:.3f}, n {d['n']})"
 
 
 def main():
@@ -50,21 +56,24 @@ def main():
     runs = {f'{m}_s{k}': table/f'{a.student}_{m}_s{k}' for m in a.methods for k in a.run_seeds}
     missing = [str(p) for p in runs.values() if not (p/'summary.json').exists()]
     if missing: raise SystemExit(f"unfinished or absent runs (run tools/afd_table.py first): {missing}")
-    st = load_student(a.student, 'tiny', device='cpu').add_adapters()
+    summaries = {tag: json.loads((run/'summary.json').read_text()) for tag, run in runs.items()}
+    sources = {s['student_source'] for s in summaries.values()}   # the weights every run started from
+    if len(sources) != 1: raise SystemExit(f"the runs started from different students {sorted(sources)}: re-evaluate them apart")
+    st = load_student(a.student, 'tiny', checkpoint=sources.pop(), device='cpu').add_adapters()
     prompts = load_prompts('physics', 'eval') + load_prompts('general', 'eval')
     t0 = time.time()
-    base = scores(st, prompts, a.seeds, 'ref')
-    out = {'seeds': a.seeds, 'base': base.tolist()}
-    print(f"{a.student} base: physics {np.nanmean(base[:, 0]):.3f}, general {np.nanmean(base[:, 1]):.3f} "
+    base = rollouts(st, prompts, a.seeds, 'ref')
+    out = {'seeds': a.seeds, 'base': per_clip(base)}
+    print(f"{a.student} base: physics {np.mean([r['physics_score'] for r in base.reports if 'physics_score' in r]):.3f}, "
+          f"general {np.mean([r['general_score'] for r in base.reports if 'general_score' in r]):.3f} "
           f"({len(prompts)} prompts x {len(a.seeds)} seeds, {time.time() - t0:.0f} s)", flush=True)
     for tag, run in runs.items():
-        it = json.loads((run/'summary.json').read_text())['iterations_done']
-        st.load_adapter(run/'checkpoints'/f'step_{it:06d}'/'adapter_default', 'default')
-        after = scores(st, prompts, a.seeds, 'default')
-        out[tag] = after.tolist()
-        d = after - base
-        print(f"{a.student} {tag}: Δ physics {paired(d[:, 0])}, Δ general {paired(d[:, 1])} "
-              f"({time.time() - t0:.0f} s)", flush=True)
+        step = summaries[tag]['iterations_done']
+        st.load_adapter(run/'checkpoints'/checkpoint_name(step)/'adapter_default', 'default')
+        after = rollouts(st, prompts, a.seeds, 'default')
+        out[tag] = per_clip(after)
+        print(f"{a.student} {tag}: Δ physics {paired(base, after, 'physics_score')}, "
+              f"Δ general {paired(base, after, 'general_score')} ({time.time() - t0:.0f} s)", flush=True)
     (table/f'reeval_{a.student}.json').write_text(json.dumps(out))
 
 
