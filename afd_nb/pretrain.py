@@ -25,9 +25,9 @@ from .world import PHYSICS_VARIANTS, parse_prompt, physics_variant, render, samp
 
 # %% auto #0
 __all__ = ['WRONG_PHYSICS', 'MULTI_OBJECT', 'CorpusSpec', 'eval_prompts', 'training_prompts', 'assign_variants', 'Corpus',
-           'render_clip', 'build_corpus', 'load_corpus', 'chunk_times', 'frame_times', 'text_embeddings', 'flow_loss',
-           'self_history', 'random_student', 'PretrainConfig', 'step_generator', 'ema_update', 'trainable',
-           'PretrainRun', 'sample_grid', 'plot_history', 'save_pretrained_student']
+           'render_clip', 'build_corpus', 'load_corpus', 'prompt_means', 'chunk_times', 'frame_times',
+           'text_embeddings', 'flow_loss', 'self_history', 'random_student', 'PretrainConfig', 'step_generator',
+           'ema_update', 'trainable', 'PretrainRun', 'sample_grid', 'plot_history', 'save_pretrained_student']
 
 # %% ../nbs/26_pretrain.ipynb #a01485a8
 WRONG_PHYSICS = tuple(k for k in PHYSICS_VARIANTS if k != 'true')
@@ -108,6 +108,7 @@ class Corpus:
     variants: list[str]
     seeds: list[int]
     spec: CorpusSpec = field(default_factory=CorpusSpec)
+    means: np.ndarray | None = None      # `prompt_means`: each clip's prompt mean over its first frames (mean_target)
 
     def __len__(self) -> int: return len(self.prompts)
     @property
@@ -157,6 +158,32 @@ def load_corpus(spec: CorpusSpec, cache_dir: str | Path | None = None, progress:
     os.replace(tmp, f)
     return c
 
+# %% ../nbs/26_pretrain.ipynb #c3f9d2e4
+def _mean_render(prompt: str, physics: bool, k: int, seed: int, spec: CorpusSpec) -> np.ndarray:
+    "float32 `[F, H, W, 3]` (0-255): the mean of `k` renders of `prompt` (seeds from `seed`; laws from the mix if physics)."
+    rng = np.random.default_rng(seed)
+    kinds = assign_variants(k, spec.physics_true_fraction, spec.wrong_kinds, rng) if physics else ['general'] * k
+    return np.mean([render_clip(prompt, int(s), v, spec) for s, v in zip(rng.integers(0, 2**31 - 1, k), kinds)], 0)
+
+def prompt_means(corpus: Corpus, frames: int, k: int = 16, cache_dir: str | Path | None = None,
+                 progress: bool = True) -> np.ndarray:
+    """uint8 `[N, frames, H, W, 3]`: for each corpus clip, the mean of the first `frames` frames of `k` fresh
+    renders of its prompt, `E[x0 | prompt]` up to sampling error (one render set per distinct prompt); cached
+    atomically next to the corpus."""
+    if k < 1 or frames < 1: raise ValueError(f"k and frames must be >= 1, got k={k}, frames={frames}")
+    spec = dataclasses.replace(corpus.spec, num_frames=frames)
+    f = Path(cache_dir or runs_dir()/'pretrain_corpus')/f"{corpus.spec.key()}_means_k{k}_f{frames}.npy"
+    if f.exists(): return np.load(f)
+    keys = list(dict.fromkeys(zip(corpus.prompts, [v != 'general' for v in corpus.variants])))
+    seed = lambda p: int(hashlib.sha256(p.encode()).hexdigest()[:8], 16) + corpus.spec.seed
+    m = {key: _mean_render(key[0], key[1], k, seed(key[0]), spec)
+         for key in tqdm(keys, desc=f'prompt means (k {k})', disable=not progress)}
+    out = np.stack([m[(p, v != 'general')] for p, v in zip(corpus.prompts, corpus.variants)]).round().astype(np.uint8)
+    f.parent.mkdir(parents=True, exist_ok=True)
+    tmp = f.with_name(f"{f.stem}.{os.getpid()}.tmp.npy")
+    np.save(tmp, out); os.replace(tmp, f)
+    return out
+
 # %% ../nbs/26_pretrain.ipynb #6bfb420a
 def chunk_times(batch: int, chunks: int, sigmas: Sequence[float], sigma_mix: float = 0.5,
                 generator: torch.Generator | None = None) -> torch.Tensor:
@@ -181,12 +208,13 @@ def text_embeddings(text, prompts: Sequence[str], device=None) -> tuple[torch.Te
 
 def flow_loss(model, text, x0: torch.Tensor, prompts: Sequence[str], t_chunks: torch.Tensor, noise: torch.Tensor,
               object_weight: float = 0.0, background: float = 1.0, first_chunk_weight: float = 1.0,
-              history: torch.Tensor | None = None, sigma_power: float = 0.0) -> torch.Tensor:
+              history: torch.Tensor | None = None, sigma_power: float = 0.0, head_weight: bool = False) -> torch.Tensor:
     """Teacher-forced chunked flow matching (E1-E2): `x0`, `noise` latents `[B, C, F, H, W]`, `t_chunks [B, K]`.
     History = the clip's own clean latents, or `history` (same shape, e.g. from `self_history`); returns the weighted
     mean squared error, a scalar: weight `1 + object_weight` on non-background elements, times `first_chunk_weight`
     on chunk 0's frames, times `max(σ, 0.05) ** sigma_power` per frame (0: the plain v-loss; 2: for an x-prediction
-    head, the x0-space loss, which weighs every noise level alike where the v-loss weighs x0 errors by 1/σ²)."""
+    head, the x0-space loss, which weighs every noise level alike where the v-loss weighs x0 errors by 1/σ²);
+    `head_weight` instead weighs by `model.head_weight(σ)`: the MSE of the head's raw output (EDM's weighting for `'edm'`)."""
     Fn, b = x0.shape[2], model.block_size
     t = frame_times(t_chunks, Fn, b).to(x0.device)
     x_t, target = add_noise(x0, noise, t), velocity_target(x0, noise)                  # (E1), (E2)
@@ -195,6 +223,7 @@ def flow_loss(model, text, x0: torch.Tensor, prompts: Sequence[str], t_chunks: t
     w = 1.0 + object_weight * (x0 < background - 0.1).to(x0.dtype)                    # non-white pixels
     w[:, :, :b] *= first_chunk_weight                                                 # chunk 0: no history
     if sigma_power: w = w * t.to(w).clamp_min(0.05)[:, None, :, None, None] ** sigma_power   # CausalWan's σ floor
+    if head_weight: w = w * model.head_weight(t.to(w))[:, None, :, None, None]
     return (w * (v.float() - target) ** 2).sum() / w.sum()
 
 @torch.no_grad()
@@ -220,7 +249,7 @@ def self_history(model, text, x0: torch.Tensor, prompts: Sequence[str], share: f
 def random_student(name: str = 'self_forcing', seed: int = 0, device='cpu', prediction: str | None = None,
                    transformer: dict | None = None):
     """A tiny `Student` of preset `name` with random weights from `seed` (what pretraining starts from);
-    `prediction` ('flow' | 'sample') overrides the preset's output head, `transformer` entries its
+    `prediction` ('flow' | 'sample' | 'edm') overrides the preset's output head, `transformer` entries its
     `WanTransformer3DModel` config (e.g. `{'patch_size': (1, 2, 2)}`; saved with the student, so it loads back)."""
     from diffusers import WanTransformer3DModel
     from afd_nb.student import CausalWan, Student, get_preset
@@ -253,6 +282,8 @@ class PretrainConfig:
     first_chunk_weight: float = 1.0
     self_history: float = 0.0           # share of clips whose history is the model's own denoising (0: off)
     sigma_power: float = 0.0            # per-frame loss weight σ^p (`flow_loss`): 0 the v-loss, 2 the x0-space loss
+    head_weight: bool = False           # weigh by the head's `head_weight(σ)` (its raw output's MSE) instead
+    mean_target: int = 0                # k of `prompt_means` behind chunk 0's σ = 1 target (0: the clip itself)
     seed: int = 0
     max_minutes: float | None = None     # stop (and checkpoint) once this much training wall time is spent
     ckpt_every: int = 50
@@ -381,6 +412,18 @@ def _load(self: PretrainRun) -> None:
 PretrainRun.save, PretrainRun.load = _save, _load
 
 # %% ../nbs/26_pretrain.ipynb #70eb2b09
+def _mean_targets(st, corpus: Corpus, idx: torch.Tensor, x0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    "`x0` with chunk 0 replaced by its prompt's mean (`corpus.means`) in the clips whose chunk 0 is at σ = 1."
+    if corpus.means is None:
+        raise ValueError("mean_target needs the corpus's prompt means: corpus.means = prompt_means(corpus, frames, k)")
+    sel = (t[:, 0] >= 1.0).nonzero().flatten()
+    if not len(sel): return x0
+    m = st.codec.encode(frames_to_batch([corpus.means[int(idx[i])] for i in sel]).to(x0))
+    b = st.model.block_size
+    if m.shape[2] < b: raise ValueError(f"corpus.means hold {m.shape[2]} latent frames; chunk 0 needs {b}")
+    out = x0.clone(); out[sel, :, :b] = m[:, :, :b]
+    return out
+
 def _train_step(self: PretrainRun, corpus: Corpus) -> dict:
     "One optimisation step on a batch drawn by `step_generator(seed, step)`; returns its log record."
     cfg, st = self.cfg, self.student
@@ -394,8 +437,9 @@ def _train_step(self: PretrainRun, corpus: Corpus) -> dict:
     st.model.train(); self.text.model.train()
     hist = (self_history(st.model, self.text, x0, prompts, cfg.self_history, st.preset.sigmas[-2:], g)
             if cfg.self_history > 0 else None)
-    loss = flow_loss(st.model, self.text, x0, prompts, t, noise, cfg.object_weight, first_chunk_weight=cfg.first_chunk_weight,
-                     history=hist, sigma_power=cfg.sigma_power)
+    target = _mean_targets(st, corpus, idx, x0, t) if cfg.mean_target else x0
+    loss = flow_loss(st.model, self.text, target, prompts, t, noise, cfg.object_weight, first_chunk_weight=cfg.first_chunk_weight,
+                     history=x0 if hist is None else hist, sigma_power=cfg.sigma_power, head_weight=cfg.head_weight)
     lr = cfg.lr_at(self.step)
     for grp in self.opt.param_groups: grp['lr'] = lr * grp['lr_scale']
     self.opt.zero_grad(set_to_none=True)

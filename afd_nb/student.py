@@ -26,8 +26,8 @@ from .attention import (CachePlan, KVCache, _blocks, block_causal_mask, history_
 
 # %% auto #0
 __all__ = ['PREDICTIONS', 'TINY_TRANSFORMER', 'WAN_1_3B_TRANSFORMER', 'SIZES', 'PRESETS', 'STUDENT_CONFIG', 'STUDENT_WEIGHTS',
-           'block_forward', 'RolloutStep', 'CausalWan', 'StudentPreset', 'get_preset', 'Student', 'load_student',
-           'save_student']
+           'block_forward', 'edm_scalings', 'RolloutStep', 'CausalWan', 'StudentPreset', 'get_preset', 'Student',
+           'load_student', 'save_student']
 
 # %% ../nbs/20_student.ipynb #9ae8ab02
 def block_forward(block: nn.Module, h: torch.Tensor, text: torch.Tensor, mod: torch.Tensor, rope,
@@ -48,7 +48,12 @@ def block_forward(block: nn.Module, h: torch.Tensor, text: torch.Tensor, mod: to
     return hf.view(B, L, D)
 
 # %% ../nbs/20_student.ipynb #4a8cb080
-PREDICTIONS = ('flow', 'sample')   # what the output head predicts: the velocity (E2) or the clean sample x0
+PREDICTIONS = ('flow', 'sample', 'edm')   # what the output head predicts: the velocity (E2), x0, or x0 with a skip
+
+def edm_scalings(sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    "EDM's `c_skip`, `c_out` for the flow path `x_t = (1-σ) x0 + σ ε` (E1), σ_data 1: `x̂0 = c_skip·x_t + c_out·F`."
+    d = (1 - sigma) ** 2 + sigma ** 2            # Var(x_t) for unit-variance data
+    return (1 - sigma) / d, sigma / d.sqrt()
 
 @dataclass
 class RolloutStep:
@@ -133,8 +138,19 @@ class CausalWan(nn.Module):
         h = h.reshape(B, fo, gh, gw, 1, ph, pw, -1).permute(0, 7, 1, 4, 2, 5, 3, 6)
         out = h.flatten(6, 7).flatten(4, 5).flatten(2, 3)
         if self.prediction == 'flow': return out
-        sig = (t_model[:, out_from:].float() / 1000).clamp_min(self.min_sigma)[:, None, :, None, None]
-        return ((x[:, :, out_from:].to(out.device, torch.float32) - out.float()) / sig).to(out.dtype)   # v = (x_t - x̂0) / σ
+        s = (t_model[:, out_from:].float() / 1000)[:, None, :, None, None]
+        x_t, x0 = x[:, :, out_from:].to(out.device, torch.float32), out.float()
+        if self.prediction == 'edm':
+            c_skip, c_out = edm_scalings(s)
+            x0 = c_skip * x_t + c_out * x0
+        return ((x_t - x0) / s.clamp_min(self.min_sigma)).to(out.dtype)   # v = (x_t - x̂0) / σ
+
+    def head_weight(self, sigma: torch.Tensor) -> torch.Tensor:
+        "Per-frame v-loss weight that makes the loss the plain MSE of the head's raw output (`sigma` any shape)."
+        s = sigma.float().clamp_min(self.min_sigma)
+        if self.prediction == 'flow': return torch.ones_like(s)
+        if self.prediction == 'sample': return s ** 2
+        return s ** 2 / edm_scalings(sigma.float())[1].clamp_min(1e-6) ** 2
 
 # %% ../nbs/20_student.ipynb #da9f79ba
 def _frame_times(t, B: int, F: int, block_size: int, device) -> torch.Tensor:
