@@ -81,6 +81,10 @@ class CausalWan(nn.Module):
         self.transformer = transformer
         self.block_size, self.sigmas, self.num_frames, self.latent_hw = block_size, tuple(sigmas), num_frames, tuple(latent_hw)
         self.prediction, self.min_sigma = prediction, min_sigma
+        self.coord_channels = c.in_channels - c.out_channels   # extra input planes: the grid's (x, y) coordinates
+        if self.coord_channels not in (0, 2):
+            raise ValueError(f"in_channels ({c.in_channels}) must equal out_channels ({c.out_channels}), or exceed it by 2 "
+                             "for the (x, y) coordinate planes CausalWan appends to the latents")
         self.eta = 1.0                # re-noise with fresh noise (METHOD); `few_step_sample`'s eta
         install_processors(transformer)
         self._ropes: dict = {}
@@ -122,7 +126,11 @@ class CausalWan(nn.Module):
         gh, gw = H // ph, W // pw
         n = gh * gw
         rope = self._rope(positions, (gh, gw))
-        h = m.patch_embedding(x.to(self.device, self.dtype)).flatten(2).transpose(1, 2).contiguous()
+        x_in = x.to(self.device, self.dtype)
+        if self.coord_channels:   # RoPE is relative: these planes say where a token is, even in pure noise
+            yy, xx = torch.meshgrid(torch.linspace(-1, 1, H, device=x_in.device), torch.linspace(-1, 1, W, device=x_in.device), indexing='ij')
+            x_in = torch.cat([x_in, torch.stack([xx, yy]).to(x_in.dtype)[None, :, None].expand(B, 2, Fs, H, W)], 1)
+        h = m.patch_embedding(x_in).flatten(2).transpose(1, 2).contiguous()
         temb, proj = self._time(t_model)
         mod = proj.float()
         ckpt = m.gradient_checkpointing and torch.is_grad_enabled()
@@ -210,7 +218,7 @@ def _rollout(self: CausalWan, text_emb: torch.Tensor, num_frames: int | None = N
     Fn, b = num_frames or self.num_frames, block_size or self.block_size
     sig = [float(s) for s in (self.sigmas if sigmas is None else sigmas)]
     H, W = latent_hw or self.latent_hw
-    B, C = text_emb.shape[0], m.config.in_channels
+    B, C = text_emb.shape[0], m.config.out_channels
     _, ph, pw = m.config.patch_size
     n = (H // ph) * (W // pw)
     text, text_kv = self.embed_text(text_emb, text_mask), {}

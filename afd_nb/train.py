@@ -122,7 +122,7 @@ class TrainConfig:
 def pixel_format(student) -> dict:
     "The student's pixel clips: `size` (H, W), `fps`, `num_frames`, from its codec, latent layout and preset."
     p = student.preset
-    F, H, W = student.codec.pixel_shape((student.transformer.config.in_channels, p.num_frames, *p.latent_hw))
+    F, H, W = student.codec.pixel_shape((student.transformer.config.out_channels, p.num_frames, *p.latent_hw))
     return dict(size=(H, W), fps=student_fps(student), num_frames=F)
 
 def conform_videos(videos: torch.Tensor, fps: float, fmt: dict) -> torch.Tensor:
