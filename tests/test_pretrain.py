@@ -136,6 +136,28 @@ def test_resume_is_bit_identical(corpus, tmp_path):
     assert json.loads((tmp_path/'a'/'checkpoint.old'/'progress.json').read_text())['step'] == 4
 
 
+def test_mean_target_changes_only_sigma1_chunk0_loss(corpus, tmp_path):
+    "With mean_target the σ = 1 chunk-0 target is the prompt mean: a step whose chunk 0 is at σ = 1 differs, others match."
+    import copy
+    from afd_nb.pretrain import chunk_times, prompt_means, step_generator
+    c = copy.copy(corpus); c.means = prompt_means(corpus, 6, k=2, cache_dir=tmp_path, progress=False)
+    base = PretrainConfig(iterations=8, batch_size=2, warmup=2, ckpt_every=0, sample_every=0, seed=4)
+    st = random_student('self_forcing', 0)
+    # which steps draw σ = 1 for a clip's chunk 0 (the same draws as _train_step: index, then chunk times)
+    hits = []
+    for k in range(8):
+        g = step_generator(base.seed, k); torch.randint(len(c), (2,), generator=g)
+        hits.append(bool((chunk_times(2, 4, st.preset.sigmas, base.sigma_mix, g)[:, 0] >= 1).any()))
+    assert any(hits) and not all(hits)
+    runs = [PretrainRun.create(*fresh(), dataclasses.replace(base, mean_target=m), tmp_path/f'm{m}') for m in (0, 2)]
+    for r in runs: r.train(c, progress=False)
+    for k, hit in enumerate(hits):
+        same = runs[0].history[k]['loss'] == runs[1].history[k]['loss']
+        assert same != hit or k > hits.index(True)   # equal up to the first σ = 1 step, which differs
+    with pytest.raises(ValueError, match='prompt_means'):
+        PretrainRun.create(*fresh(), dataclasses.replace(base, mean_target=2), tmp_path/'none').train(corpus, progress=False)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize('name', ['self_forcing', 'causal_forcing'])
 def test_shipped_student_quality(name):

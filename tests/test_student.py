@@ -279,3 +279,19 @@ def test_prediction_head_round_trips_and_legacy_folders_are_flow(tmp_path):
     (folder/'config.json').write_text(json.dumps(cfg))
     old = load_student('self_forcing', 'tiny', checkpoint=folder, device='cpu')
     assert old.preset.prediction == 'flow' and old.model.prediction == 'flow'
+
+
+def test_coordinate_planes_and_edm_head_round_trip(tmp_path):
+    "A tiny student with (x, y) input planes and the 'edm' head saves and loads back to the same velocities and rollout."
+    from afd_nb.pretrain import random_student
+    st = random_student('causal_forcing', seed=3, prediction='edm', transformer={'in_channels': 98})
+    assert st.model.coord_channels == 2 and st.model.prediction == 'edm'
+    folder = save_student(st, tmp_path/'s', text=False, dtype=torch.float32)
+    back = load_student('causal_forcing', 'tiny', checkpoint=folder, device='cpu')
+    assert back.model.coord_channels == 2 and back.model.prediction == 'edm'
+    g = torch.Generator().manual_seed(0)
+    x, text = torch.randn(2, 96, 3, 8, 8, generator=g), torch.randn(2, 8, 64, generator=g)
+    with torch.no_grad():
+        assert torch.equal(st.model.velocity(x, 0.6, None, text), back.model.velocity(x, 0.6, None, text))
+        lat = back.model.rollout(text, num_frames=6, generator=torch.Generator().manual_seed(1))
+    assert lat.shape == (2, 96, 6, 8, 8) and torch.isfinite(lat).all()
