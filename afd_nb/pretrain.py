@@ -169,16 +169,18 @@ def prompt_means(corpus: Corpus, frames: int, k: int = 16, cache_dir: str | Path
                  progress: bool = True) -> np.ndarray:
     """uint8 `[N, frames, H, W, 3]`: for each corpus clip, the mean of the first `frames` frames of `k` fresh
     renders of its prompt, `E[x0 | prompt]` up to sampling error (one render set per distinct prompt); cached
-    atomically next to the corpus."""
+    atomically next to the corpus, keyed by its spec and its prompts."""
     if k < 1 or frames < 1: raise ValueError(f"k and frames must be >= 1, got k={k}, frames={frames}")
     spec = dataclasses.replace(corpus.spec, num_frames=frames)
-    f = Path(cache_dir or runs_dir()/'pretrain_corpus')/f"{corpus.spec.key()}_means_k{k}_f{frames}.npy"
+    keys_all = list(zip(corpus.prompts, [v != 'general' for v in corpus.variants]))
+    tag = hashlib.sha256(json.dumps(keys_all).encode()).hexdigest()[:8]   # a corpus edited in memory gets its own file
+    f = Path(cache_dir or runs_dir()/'pretrain_corpus')/f"{corpus.spec.key()}_means_k{k}_f{frames}_{tag}.npy"
     if f.exists(): return np.load(f)
-    keys = list(dict.fromkeys(zip(corpus.prompts, [v != 'general' for v in corpus.variants])))
+    keys = list(dict.fromkeys(keys_all))
     seed = lambda p: int(hashlib.sha256(p.encode()).hexdigest()[:8], 16) + corpus.spec.seed
     m = {key: _mean_render(key[0], key[1], k, seed(key[0]), spec)
          for key in tqdm(keys, desc=f'prompt means (k {k})', disable=not progress)}
-    out = np.stack([m[(p, v != 'general')] for p, v in zip(corpus.prompts, corpus.variants)]).round().astype(np.uint8)
+    out = np.stack([m[key] for key in keys_all]).round().astype(np.uint8)
     f.parent.mkdir(parents=True, exist_ok=True)
     tmp = f.with_name(f"{f.stem}.{os.getpid()}.tmp.npy")
     np.save(tmp, out); os.replace(tmp, f)

@@ -1,0 +1,42 @@
+#!/usr/bin/env python
+"""Evaluate students like their cards (32 + 32 eval prompts, the preset's few steps) under several noise seeds, and
+print the mean of each headline figure over the seeds, then the per-seed general_score.
+
+    python tools/eval_student.py causal_forcing [self_forcing:runs/p12/sf_seed1/student ...] [--seeds 123 1 2] [--threads 2]
+
+Each argument is a student name, optionally `:FOLDER` for a checkpoint (default: the shipped weights).
+`--out FILE` writes the per-seed headlines as JSON.
+"""
+import argparse, json
+
+import numpy as np
+import torch
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('students', nargs='+', help="NAME or NAME:FOLDER")
+    ap.add_argument('--seeds', nargs='+', type=int, default=[123, 1, 2])
+    ap.add_argument('--n', type=int, default=32, help="eval prompts per domain")
+    ap.add_argument('--threads', type=int, default=2)
+    ap.add_argument('--out', default=None)
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    from afd_nb.evaluate import evaluate_student
+    from afd_nb.student import load_student
+    from afd_nb.teachers import load_prompts
+    prompts = load_prompts('general', 'eval')[:a.n] + load_prompts('physics', 'eval')[:a.n]
+    out = {}
+    for spec in a.students:
+        name, _, folder = spec.partition(':')
+        st = load_student(name, checkpoint=folder or None)
+        rows = [evaluate_student(st, prompts, seed=s, batch_size=16, progress=False).headline() for s in a.seeds]
+        out[spec] = rows
+        mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+        print(spec, ' '.join(f"{k} {v:.3f}" for k, v in mean.items()),
+              '| general_score per seed', [round(r['general/general_score'], 3) for r in rows], flush=True)
+    if a.out: json.dump(out, open(a.out, 'w'), indent=1)
+
+
+if __name__ == '__main__':
+    main()
