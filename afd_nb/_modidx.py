@@ -200,6 +200,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'afd_nb.metrics.count_bounces': ('metrics.html#count_bounces', 'afd_nb/metrics.py'),
                                 'afd_nb.metrics.dynamic_degree': ('metrics.html#dynamic_degree', 'afd_nb/metrics.py'),
                                 'afd_nb.metrics.fit_track': ('metrics.html#fit_track', 'afd_nb/metrics.py'),
+                                'afd_nb.metrics.g_law_ok': ('metrics.html#g_law_ok', 'afd_nb/metrics.py'),
                                 'afd_nb.metrics.general_report': ('metrics.html#general_report', 'afd_nb/metrics.py'),
                                 'afd_nb.metrics.interpolate_middle': ('metrics.html#interpolate_middle', 'afd_nb/metrics.py'),
                                 'afd_nb.metrics.momentum_change': ('metrics.html#momentum_change', 'afd_nb/metrics.py'),

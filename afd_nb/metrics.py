@@ -13,15 +13,15 @@ import numpy as np
 from scipy import ndimage, optimize
 
 from .core import Settings, get_settings
-from .world import (COLORS, GRAVITY, RESTITUTION_RANGE, SIZES, SPEEDS, THROW_SPEEDS, DIRECTION_VECTORS, WORLD_SIZE,
+from .world import (COLORS, GRAVITY, GRAVITY_FACTORS, RESTITUTION_RANGE, SIZES, SPEEDS, THROW_SPEEDS, DIRECTION_VECTORS, WORLD_SIZE,
                           Body, Scene, parse_prompt, pixel_to_world, simulate)
 
 # %% auto #0
-__all__ = ['SQUARE_FILL', 'G_TOL', 'RMSE_TOL', 'MOMENTUM_TOL', 'SLACK', 'E_RANGE', 'VBENCH_RANGES', 'as_frames', 'color_coverage',
-           'Track', 'track', 'Fit', 'fit_track', 'count_bounces', 'momentum_change', 'prompt_checks', 'physics_report',
-           'optical_flow', 'temporal_flickering', 'interpolate_middle', 'motion_smoothness', 'dynamic_degree',
-           'background_mask', 'general_report', 'LearnedMetric', 'VBenchMetric', 'VideoPhy2PC', 'aggregate_reports',
-           'VideoAlignMQ']
+__all__ = ['SQUARE_FILL', 'G_TOL', 'RMSE_TOL', 'MOMENTUM_TOL', 'SLACK', 'E_RANGE', 'WRONG_G_FACTORS', 'VBENCH_RANGES',
+           'as_frames', 'color_coverage', 'Track', 'track', 'Fit', 'fit_track', 'count_bounces', 'momentum_change',
+           'prompt_checks', 'g_law_ok', 'physics_report', 'optical_flow', 'temporal_flickering', 'interpolate_middle',
+           'motion_smoothness', 'dynamic_degree', 'background_mask', 'general_report', 'LearnedMetric', 'VBenchMetric',
+           'VideoPhy2PC', 'aggregate_reports', 'VideoAlignMQ']
 
 # %% ../nbs/12_metrics.ipynb #a33d0e0e
 def as_frames(clip, fps: float | None = None, need_fps: bool = True) -> tuple[np.ndarray, float | None]:
@@ -285,6 +285,14 @@ def prompt_checks(pp, fit: Fit) -> dict:
     return {k: bool(v) for k, v in out.items()}
 
 # %% ../nbs/12_metrics.ipynb #1bb9a9f8
+WRONG_G_FACTORS = (0.0, *GRAVITY_FACTORS.values())   # the wrong laws' gravity over the world's: none, weak, strong
+
+def g_law_ok(g_fit: float, g: float = GRAVITY) -> float:
+    """1.0 if a fitted gravity lies nearer the world's `g` than every wrong law's (`WRONG_G_FACTORS`·g: 0.7 g to
+    1.5 g), else 0.0; NaN for a NaN fit or no gravity. Which law a clip follows, for clips too rough for `accel_score`'s ±10%."""
+    if not (np.isfinite(g_fit) and g > 0): return math.nan
+    return float(all(abs(g_fit - g) < abs(g_fit - f * g) for f in WRONG_G_FACTORS))
+
 def physics_report(clip, prompt: str | None = None, fps: float | None = None,
                    world_size: float = WORLD_SIZE, gravity: float | None = None) -> dict:
     "Measured physics of a clip against the world's law for its prompt, and `physics_score` in [0, 1]."
@@ -294,7 +302,8 @@ def physics_report(clip, prompt: str | None = None, fps: float | None = None,
     shapes = [o['shape'] for o in pp.attributes['objects']]
     tr = track(frames, fps, colors=[o['color'] for o in pp.attributes['objects']], world_size=world_size)
     rep = dict(scenario=pp.scenario, domain=pp.domain, present=float(tr.present.mean()), g_world=g,
-               g_fit=math.nan, restitution=math.nan, position_rmse=math.nan, bounces=0, momentum_change=math.nan)
+               g_fit=math.nan, g_law_ok=math.nan, restitution=math.nan, position_rmse=math.nan, bounces=0,
+               momentum_change=math.nan)
     fa = fit_track(tr, pp.scenario, pp.domain, shapes)
     fb = fit_track(tr, pp.scenario, pp.domain, shapes, g=g, e_range=E_RANGE) if fa else None
     radii = np.nanmedian(tr.radius(shapes), 0)
@@ -305,6 +314,7 @@ def physics_report(clip, prompt: str | None = None, fps: float | None = None,
     if pp.scenario == 'collision': parts['momentum_score'] = 0.0
     if fa is not None:
         rep.update(g_fit=fa.g, restitution=fa.e, position_rmse=fb.rmse if fb else math.nan)
+        if pp.domain == 'physics': rep['g_law_ok'] = g_law_ok(fa.g, g)
         parts['accel_score'] = _closeness(fa.g - g, G_TOL * (g or GRAVITY))
         parts['trajectory_score'] = _closeness(fb.rmse, RMSE_TOL) if fb else 0.0   # no path under the world's law fits
         checks = prompt_checks(pp, fa)

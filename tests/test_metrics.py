@@ -78,6 +78,12 @@ def test_wrong_physics_is_penalised():
     assert physics_report(_clip(p, 0, STUDENT, 'no_bounce'), p, 8.0)['bounces'] == 0
 
 
+def test_g_law_ok_names_the_law_of_a_clip():
+    p = "a red ball is thrown to the left from the right side"
+    for i, kind in enumerate(('true', 'no_gravity', 'weak_gravity', 'strong_gravity', 'constant_speed')):
+        assert physics_report(_clip(p, i, STUDENT, kind), p, 8.0)['g_law_ok'] == float(kind == 'true'), kind
+
+
 def test_collision_momentum_is_measured():
     p = "a small red ball and a big blue ball are thrown toward each other and collide"
     rep = physics_report(_clip(p, 1, STUDENT), p, 8.0)

@@ -5,7 +5,9 @@ The job's before/after evaluation uses 16 physics + 16 general eval prompts and 
 standard error of Δ physics_score is about 0.02-0.03, as large as the changes it measures. This loads each run's
 final LoRA adapter (`checkpoints/step_<iterations>/adapter_default`) onto the shipped student and rolls out all 32 +
 32 eval prompts under each of `--seeds` noise seeds, with the adapter (after) and without it (before, the same
-rollouts for every run), then prints each run's Δ, paired clip by clip (n = 32 x seeds per domain).
+rollouts for every run), then prints each run's Δ, paired clip by clip (n = 32 x seeds per domain), of
+physics_score, general_score and `g_law_ok` (the share of physics rollouts whose fitted gravity is nearest the true
+law's; paired over the clips fitted both times).
 
     python tools/afd_reeval.py --student causal_forcing [--table runs/afd_table_1206] [--seeds 1234 1 2] [--threads 1]
 
@@ -19,7 +21,7 @@ from afd_nb.evaluate import EvalResult, evaluate_student, paired_delta
 from afd_nb.run_state import checkpoint_name
 from afd_nb.teachers import load_prompts
 
-KEYS = ('physics_score', 'general_score')
+KEYS = ('physics_score', 'general_score', 'g_law_ok')
 
 
 def rollouts(st, prompts, seeds, view) -> EvalResult:
@@ -65,7 +67,8 @@ def main():
     base = rollouts(st, prompts, a.seeds, 'ref')
     out = {'seeds': a.seeds, 'base': per_clip(base)}
     print(f"{a.student} base: physics {np.mean([r['physics_score'] for r in base.reports if 'physics_score' in r]):.3f}, "
-          f"general {np.mean([r['general_score'] for r in base.reports if 'general_score' in r]):.3f} "
+          f"general {np.mean([r['general_score'] for r in base.reports if 'general_score' in r]):.3f}, "
+          f"true-law share {np.nanmean([r.get('g_law_ok', np.nan) for r in base.reports]):.3f} "
           f"({len(prompts)} prompts x {len(a.seeds)} seeds, {time.time() - t0:.0f} s)", flush=True)
     for tag, run in runs.items():
         step = summaries[tag]['iterations_done']
@@ -73,7 +76,8 @@ def main():
         after = rollouts(st, prompts, a.seeds, 'default')
         out[tag] = per_clip(after)
         print(f"{a.student} {tag}: Δ physics {paired(base, after, 'physics_score')}, "
-              f"Δ general {paired(base, after, 'general_score')} ({time.time() - t0:.0f} s)", flush=True)
+              f"Δ general {paired(base, after, 'general_score')}, Δ true-law share {paired(base, after, 'g_law_ok')} "
+              f"({time.time() - t0:.0f} s)", flush=True)
     (table/f'reeval_{a.student}.json').write_text(json.dumps(out))
 
 
