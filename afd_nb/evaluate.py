@@ -85,14 +85,16 @@ def evaluate_clips(clips: Sequence[Clip], prompts: Sequence[str] | None = None, 
 # %% ../nbs/25_evaluate.ipynb #6d8a027e
 def world_scores(pixels: torch.Tensor, prompts: Sequence[str], fps: float, key: str | None = None) -> torch.Tensor:
     """The world's score of each clip: pixels `[B, 3, F, H, W]` in [-1, 1] -> float32 `[B]`. `key`: a report
-    field; None: `physics_score` for physics prompts, `general_score` for general ones. Unscorable clips give 0."""
+    field; None: `physics_score` for physics prompts, `general_score` for general ones. Unscorable clips, and
+    clips whose report leaves `key` undefined (NaN), give 0."""
     frames = batch_to_frames(pixels.detach().float().cpu())
     res = evaluate_clips([Clip(f, fps, p) for f, p in zip(frames, prompts)])
     if failed := [r for r in res.reports if r['scoring_error']]:
         warnings.warn(f"world_scores: {len(failed)} of {len(frames)} clips could not be scored and count as 0 "
                       f"(first: {failed[0]['prompt']!r}: {failed[0]['error']})")
     key_of = lambda r: key or ('physics_score' if r['domain'] == 'physics' else 'general_score')
-    return torch.tensor([float(r.get(key_of(r), 0.0)) for r in res.reports], dtype=torch.float32)
+    scores = torch.tensor([float(r.get(key_of(r), 0.0)) for r in res.reports], dtype=torch.float32)
+    return scores.nan_to_num(0.0)   # a field the clip leaves undefined (e.g. `g_law_ok` without a fit) scores 0
 
 # %% ../nbs/25_evaluate.ipynb #e75bdc17
 def student_fps(student) -> float:

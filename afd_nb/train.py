@@ -37,7 +37,7 @@ __all__ = ['METHODS', 'T_DISTS', 'REWARDS', 'RESUMABLE', 'TrainConfig', 'pixel_f
 METHODS = ('afd', 'sft')
 T_DISTS = ('logit_normal', 'uniform', 'sigmas')   # 'sigmas': the preset's few-step noise levels
 # settings that may change when a run is resumed (everything else must match the checkpoint)
-REWARDS = ('discriminator', 'world')   # 'world' needs prompts of the embedded world's grammar
+REWARDS = ('discriminator', 'world', 'world_law')   # the 'world' ones need prompts of the embedded world's grammar
 RESUMABLE = ('iterations', 'eval_every', 'eval_prompts', 'eval_seed', 'ckpt_every', 'keep_checkpoints')
 
 @dataclass
@@ -63,7 +63,7 @@ class TrainConfig:
     prior_weight: float = 1e-4         # λ of (E11)
     sft_prior: bool = True             # SFT also gets λ L_prior (E10), for a fair comparison
     baseline: str = 'batch'            # (E6) 'batch' | 'prompt'
-    reward: str = 'discriminator'      # (E6) scores: 'discriminator' (AFD) | 'world' (the world's exact score: an oracle ablation)
+    reward: str = 'discriminator'      # (E6) scores: 'discriminator' (AFD) | 'world' | 'world_law' (oracle ablations)
     adv_clip: float = 5.0              # A_max of (E7)
     adaptive: bool = False             # DiffusionNFT's adaptive x0 weight in (E9)
     t_dist: str = 'logit_normal'       # training times: 'logit_normal' | 'uniform' (then (E3) with t_shift) | 'sigmas'
@@ -293,12 +293,14 @@ def _d_update(self: Trainer, y_T: torch.Tensor, y_S: torch.Tensor, prompts: Sequ
 def _weights(self: Trainer, y_S: torch.Tensor, prompts: Sequence[str], idx: Sequence[int],
              y_native: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
     """Scores of the updated D on `y_S` (in D's format) -> weights `r` `[B]` (E6)-(E7) over the global batch, and
-    their stats. With `reward='world'` the world's exact scores of the rollouts in the student's own format
-    (`y_native`, default `y_S`) replace D's, and their rank correlation with D's is logged."""
+    their stats. With `reward='world'` the world's exact scores (`'world_law'`: `g_law_ok`, the law alone) of the
+    rollouts in the student's own format (`y_native`, default `y_S`) replace D's; their rank correlation with D's
+    is logged."""
     scores, extra = self.D_raw.score(y_S, list(prompts)).float(), {}
-    if self.cfg.reward == 'world':
+    if self.cfg.reward in ('world', 'world_law'):
         y_w = y_S if y_native is None else y_native
-        w = self.world_score(y_w, prompts, self.fmt['fps']).to(scores.device)
+        kw = dict(key='g_law_ok') if self.cfg.reward == 'world_law' else {}
+        w = self.world_score(y_w, prompts, self.fmt['fps'], **kw).to(scores.device)
         extra = dict(world_mean=float(w.mean()), d_world_corr=rank_correlation(scores, w))
         scores = w
     ids = torch.tensor(list(idx), device=scores.device)

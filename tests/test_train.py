@@ -42,7 +42,7 @@ def test_config_errors_name_each_bad_value_and_the_allowed_ones():
                  "batch_size=6 must be a multiple of group_size=4", "d_steps=0: must be an integer >= 1",
                  "old_decay=2.0: must be None (schedule) or in [0, 1]"):
         assert part in msg, msg
-    with pytest.raises(ValueError, match="reward='oracle': valid rewards are discriminator, world"):
+    with pytest.raises(ValueError, match="reward='oracle': valid rewards are discriminator, world, world_law"):
         TrainConfig(reward='oracle').validate()
     with pytest.raises(ValueError, match="group_size >= 2"): TrainConfig(baseline='prompt').validate()
     TrainConfig(baseline='prompt', group_size=2).validate()
@@ -189,6 +189,17 @@ def test_world_reward_weights_follow_the_world_score(cache):
     w = world_scores(y, prompts, tr.fmt['fps'])
     assert (w[:2] > 0.9).all() and (w[2:] == 0).all() and abs(stats['world_mean'] - float(w.mean())) < 1e-6
     assert (r[:2] > 0.5).all() and (r[2:] < 0.5).all() and 'd_world_corr' in stats
+
+
+def test_world_law_reward_is_the_law_alone(cache):
+    "reward='world_law': scores are each rollout's g_law_ok (1: fitted gravity nearest the world's g), 0 without a fit."
+    tr = trainer(cache, cfg=dataclasses.replace(TINY, reward='world_law', batch_size=4))
+    idx, emb, mask = fixed_batch(tr)
+    prompts = [tr.data.prompts[i] for i in idx]
+    y = tr.data.videos(idx)
+    y = torch.cat([y[:2], torch.ones_like(y[2:])])   # two teacher clips (true law), two blank clips (nothing to fit)
+    r, stats = tr.weights(y, prompts, idx)
+    assert stats['world_mean'] == 0.5 and (r[:2] > 0.5).all() and (r[2:] < 0.5).all()
 
 
 def test_world_score_argument_replaces_the_oracle(cache):
