@@ -13,8 +13,8 @@ import numpy as np
 from scipy import ndimage, optimize
 
 from .core import Settings, get_settings
-from .world import (COLORS, GRAVITY, GRAVITY_FACTORS, RESTITUTION_RANGE, SIZES, SPEEDS, THROW_SPEEDS, DIRECTION_VECTORS, WORLD_SIZE,
-                          Body, Scene, parse_prompt, pixel_to_world, simulate)
+from .world import (COLORS, GRAVITY, GRAVITY_FACTORS, RESTITUTION_RANGE, SIZES, SPEEDS, THROW_SPEEDS,
+                          DIRECTION_VECTORS, WORLD_SIZE, Body, Scene, parse_prompt, pixel_to_world, simulate)
 
 # %% auto #0
 __all__ = ['SQUARE_FILL', 'G_TOL', 'RMSE_TOL', 'MOMENTUM_TOL', 'SLACK', 'E_RANGE', 'WRONG_G_FACTORS', 'VBENCH_RANGES',
@@ -289,7 +289,8 @@ WRONG_G_FACTORS = (0.0, *GRAVITY_FACTORS.values())   # the wrong laws' gravity o
 
 def g_law_ok(g_fit: float, g: float = GRAVITY) -> float:
     """1.0 if a fitted gravity lies nearer the world's `g` than every wrong law's (`WRONG_G_FACTORS`·g: 0.7 g to
-    1.5 g), else 0.0; NaN for a NaN fit or no gravity. Which law a clip follows, for clips too rough for `accel_score`'s ±10%."""
+    1.5 g), else 0.0; NaN for a NaN fit or no gravity. Which law a clip follows, for clips too rough for
+    `accel_score`'s ±10%."""
     if not (np.isfinite(g_fit) and g > 0): return math.nan
     return float(all(abs(g_fit - g) < abs(g_fit - f * g) for f in WRONG_G_FACTORS))
 
