@@ -177,29 +177,20 @@ def test_sft_iteration_has_no_rollouts_and_logs_finite_metrics(cache):
     assert all(np.isfinite(row[k]) for k in ('loss', 'fm', 'prior', 'grad_norm', 'time_s'))
 
 
-def test_world_reward_weights_follow_the_world_score(cache):
-    "reward='world': the weights (E7) are a monotone map of the world's exact physics_score of each rollout."
+@pytest.mark.parametrize('reward, key', [('world', None), ('world_law', 'g_law_ok')])
+def test_oracle_reward_weights_follow_the_world_score(cache, reward, key):
+    """reward='world': the weights (E7) are a monotone map of the world's exact physics_score of each rollout;
+    'world_law': of its g_law_ok alone (1: fitted gravity nearest the world's g; 0 without a fit)."""
     from afd_nb.evaluate import world_scores
-    tr = trainer(cache, cfg=dataclasses.replace(TINY, reward='world', batch_size=4))
+    tr = trainer(cache, cfg=dataclasses.replace(TINY, reward=reward, batch_size=4))
     idx, emb, mask = fixed_batch(tr)
     prompts = [tr.data.prompts[i] for i in idx]
     y_T = tr.data.videos(idx)
-    y = torch.cat([y_T[:2], torch.ones_like(y_T[2:])])   # two teacher clips, two blank (white) clips
+    y = torch.cat([y_T[:2], torch.ones_like(y_T[2:])])   # two teacher clips (true law), two blank (white) clips
     r, stats = tr.weights(y, prompts, idx)
-    w = world_scores(y, prompts, tr.fmt['fps'])
+    w = world_scores(y, prompts, tr.fmt['fps'], key=key)
     assert (w[:2] > 0.9).all() and (w[2:] == 0).all() and abs(stats['world_mean'] - float(w.mean())) < 1e-6
     assert (r[:2] > 0.5).all() and (r[2:] < 0.5).all() and 'd_world_corr' in stats
-
-
-def test_world_law_reward_is_the_law_alone(cache):
-    "reward='world_law': scores are each rollout's g_law_ok (1: fitted gravity nearest the world's g), 0 without a fit."
-    tr = trainer(cache, cfg=dataclasses.replace(TINY, reward='world_law', batch_size=4))
-    idx, emb, mask = fixed_batch(tr)
-    prompts = [tr.data.prompts[i] for i in idx]
-    y = tr.data.videos(idx)
-    y = torch.cat([y[:2], torch.ones_like(y[2:])])   # two teacher clips (true law), two blank clips (nothing to fit)
-    r, stats = tr.weights(y, prompts, idx)
-    assert stats['world_mean'] == 0.5 and (r[:2] > 0.5).all() and (r[2:] < 0.5).all()
 
 
 def test_world_score_argument_replaces_the_oracle(cache):
