@@ -247,6 +247,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'afd_nb.pretrain._mean_targets': ('pretrain.html#_mean_targets', 'afd_nb/pretrain.py'),
                                  'afd_nb.pretrain._norm': ('pretrain.html#_norm', 'afd_nb/pretrain.py'),
                                  'afd_nb.pretrain._periodic': ('pretrain.html#_periodic', 'afd_nb/pretrain.py'),
+                                 'afd_nb.pretrain._recipe': ('pretrain.html#_recipe', 'afd_nb/pretrain.py'),
                                  'afd_nb.pretrain._save': ('pretrain.html#_save', 'afd_nb/pretrain.py'),
                                  'afd_nb.pretrain._state_tensors': ('pretrain.html#_state_tensors', 'afd_nb/pretrain.py'),
                                  'afd_nb.pretrain._train': ('pretrain.html#_train', 'afd_nb/pretrain.py'),

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from .core import frames_to_batch, runs_dir
 from .evaluate import evaluate_student
-from .flow import add_noise, velocity_target, sample_train_t, x0_from_velocity
+from .flow import add_noise, velocity_target, sample_train_t, timesteps_to_sigmas, x0_from_velocity
 from .teachers import load_prompts
 from .text import clean_prompt
 from .world import PHYSICS_VARIANTS, parse_prompt, physics_variant, render, sample_prompts, scene_from_prompt
@@ -188,9 +188,10 @@ def prompt_means(corpus: Corpus, frames: int, k: int = 16, cache_dir: str | Path
 
 # %% ../nbs/26_pretrain.ipynb #6bfb420a
 def chunk_times(batch: int, chunks: int, sigmas: Sequence[float], sigma_mix: float = 0.5,
-                generator: torch.Generator | None = None) -> torch.Tensor:
-    "Per-chunk flow times `[B, K]`: a preset sigma with probability `sigma_mix`, else logit-normal (shift 1)."
-    t = sample_train_t(batch * chunks, generator).view(batch, chunks)
+                generator: torch.Generator | None = None, shift: float = 1.0) -> torch.Tensor:
+    """Per-chunk flow times `[B, K]`: one of `sigmas` with probability `sigma_mix`, else logit-normal warped by (E3)
+    with `shift` (give the shift `sigmas` were warped with, so both draws share one schedule)."""
+    t = sample_train_t(batch * chunks, generator, shift=shift).view(batch, chunks)
     pick = torch.randint(len(sigmas), (batch, chunks), generator=generator)
     use = torch.rand(batch, chunks, generator=generator) < sigma_mix
     return torch.where(use, torch.as_tensor(list(sigmas), dtype=t.dtype)[pick], t)
@@ -249,14 +250,18 @@ def self_history(model, text, x0: torch.Tensor, prompts: Sequence[str], share: f
 
 # %% ../nbs/26_pretrain.ipynb #39ed5fd3
 def random_student(name: str = 'self_forcing', seed: int = 0, device='cpu', prediction: str | None = None,
-                   transformer: dict | None = None):
+                   transformer: dict | None = None, shift: float | None = None):
     """A tiny `Student` of preset `name` with random weights from `seed` (what pretraining starts from);
     `prediction` ('flow' | 'sample' | 'edm') overrides the preset's output head, `transformer` entries its
-    `WanTransformer3DModel` config (e.g. `{'patch_size': (1, 2, 2)}`; saved with the student, so it loads back)."""
+    `WanTransformer3DModel` config (e.g. `{'patch_size': (1, 2, 2)}`; saved with the student, so it loads back),
+    `shift` the preset's (E3) shift of its few-step sigmas (also saved)."""
     from diffusers import WanTransformer3DModel
     from afd_nb.student import CausalWan, Student, get_preset
     p = get_preset(name, 'tiny')
     if prediction: p = dataclasses.replace(p, prediction=prediction)
+    if shift is not None:
+        if not shift > 0: raise ValueError(f"shift must be > 0 (E3), got {shift!r}")
+        p = dataclasses.replace(p, shift=float(shift))
     if transformer:
         bad = sorted(set(transformer) - set(p.transformer))
         if bad: raise ValueError(f"unknown transformer setting(s) {bad}; valid: {sorted(p.transformer)}")
@@ -280,6 +285,7 @@ class PretrainConfig:
     grad_clip: float = 1.0
     ema_decay: float = 0.99
     sigma_mix: float = 0.5
+    t_shift: float = 1.0                # (E3) shift of the training times: the preset's timesteps and the logit-normal
     object_weight: float = 2.0
     first_chunk_weight: float = 1.0
     self_history: float = 0.0           # share of clips whose history is the model's own denoising (0: off)
@@ -299,7 +305,7 @@ class PretrainConfig:
             ('iterations', self.iterations > 0, '> 0'), ('batch_size', self.batch_size > 0, '> 0'),
             ('lr', self.lr > 0, '> 0'), ('warmup', self.warmup >= 1, '>= 1'),
             ('ema_decay', 0 <= self.ema_decay < 1, 'in [0, 1)'), ('sigma_mix', 0 <= self.sigma_mix <= 1, 'in [0, 1]'),
-            ('self_history', 0 <= self.self_history <= 1, 'in [0, 1]')] if not ok]
+            ('self_history', 0 <= self.self_history <= 1, 'in [0, 1]'), ('t_shift', self.t_shift > 0, '> 0')] if not ok]
         if bad: raise ValueError("PretrainConfig: " + "; ".join(bad))
 
     def recipe(self) -> dict:
@@ -377,6 +383,10 @@ class PretrainRun:
         return run
 
 # %% ../nbs/26_pretrain.ipynb #5b375423
+def _recipe(self: PretrainRun) -> dict:
+    "The config's recipe and the student's output head: what a resumed run must keep."
+    return {**self.cfg.recipe(), 'prediction': self.student.preset.prediction}
+
 def _save(self: PretrainRun) -> Path:
     "Atomic checkpoint: weights, EMA, optimiser, RNG states, step, history -> `out/checkpoint/`."
     from safetensors.torch import save_file
@@ -388,7 +398,7 @@ def _save(self: PretrainRun) -> Path:
     torch.save({'optimizer': self.opt.state_dict(), 'torch_rng': torch.get_rng_state(),
                 'numpy_rng': np.random.get_state()}, tmp/'state.pt')
     (tmp/'progress.json').write_text(json.dumps({'step': self.step, 'train_seconds': self.train_seconds,
-                                                 'history': self.history, 'recipe': self.cfg.recipe()}))
+                                                 'history': self.history, 'recipe': _recipe(self)}))
     if self.ckpt_dir.exists():
         shutil.rmtree(old, ignore_errors=True)   # a leftover from a save cut mid-delete; checkpoint/ is whole
         os.replace(self.ckpt_dir, old)
@@ -401,7 +411,8 @@ def _load(self: PretrainRun) -> None:
     from safetensors.torch import load_file
     d = self.ckpt_dir if self.ckpt_dir.exists() else self.out/'checkpoint.old'
     p = json.loads((d/'progress.json').read_text())   # checked first: a refused resume must change nothing
-    diff = {k: (v, self.cfg.recipe().get(k)) for k, v in p.get('recipe', {}).items() if self.cfg.recipe().get(k) != v}
+    now = _recipe(self)
+    diff = {k: (v, now.get(k)) for k, v in p.get('recipe', {}).items() if now.get(k) != v}
     if diff:   # resuming under another recipe would not be the run that was started
         raise ValueError(f"{d} was made with another recipe: " + ", ".join(f"{k} {a!r} there, {b!r} now" for k, (a, b)
                          in diff.items()) + ". Resume with the same values, or pass a new out_dir.")
@@ -434,10 +445,11 @@ def _train_step(self: PretrainRun, corpus: Corpus) -> dict:
     pix, prompts = corpus.batch(idx)
     x0 = st.codec.encode(pix.to(st.device, st.model.dtype))
     K = math.ceil(x0.shape[2] / st.model.block_size)
-    t = chunk_times(cfg.batch_size, K, st.preset.sigmas, cfg.sigma_mix, g)
+    sig = timesteps_to_sigmas(st.preset.timesteps, cfg.t_shift)   # the training schedule, not the sampler's (E3)
+    t = chunk_times(cfg.batch_size, K, sig, cfg.sigma_mix, g, cfg.t_shift)
     noise = torch.randn(x0.shape, generator=g).to(x0)
     st.model.train(); self.text.model.train()
-    hist = (self_history(st.model, self.text, x0, prompts, cfg.self_history, st.preset.sigmas[-2:], g)
+    hist = (self_history(st.model, self.text, x0, prompts, cfg.self_history, sig[-2:], g)
             if cfg.self_history > 0 else None)
     target = _mean_targets(st, corpus, idx, x0, t) if cfg.mean_target else x0
     loss = flow_loss(st.model, self.text, target, prompts, t, noise, cfg.object_weight, first_chunk_weight=cfg.first_chunk_weight,

@@ -278,7 +278,7 @@ class StudentPreset:
 
 def _preset(name: str, size: str, block_size: int) -> StudentPreset:
     real = size == 'real'
-    return StudentPreset(name, size, block_size, (1000., 750., 500., 250.), 5.0 if real else 1.0, 21 if real else 12,
+    return StudentPreset(name, size, block_size, (1000., 750., 500., 250.), 5.0, 21 if real else 12,
                          (60, 104) if real else (8, 8), WAN_1_3B_TRANSFORMER if real else TINY_TRANSFORMER,
                          'wan' if real else 'pixel', size, 256 if real else 16, f'{name}_ckpt',
                          'flow' if real else 'sample')

@@ -67,7 +67,7 @@ class TrainConfig:
     adv_clip: float = 5.0              # A_max of (E7)
     adaptive: bool = False             # DiffusionNFT's adaptive x0 weight in (E9)
     t_dist: str = 'logit_normal'       # training times: 'logit_normal' | 'uniform' (then (E3) with t_shift) | 'sigmas'
-    t_shift: float | None = None       # None: the preset's shift (1 tiny, 5 real)
+    t_shift: float | None = None       # None: the student's preset shift (5, tiny and real)
     old_decay: float | None = None     # None: old_policy_decay(step); else a constant d in [0, 1]
     old_decay_rate: float = 0.001
     old_decay_max: float = 0.5

@@ -158,6 +158,20 @@ def test_mean_target_changes_only_sigma1_chunk0_loss(corpus, tmp_path):
         PretrainRun.create(*fresh(), dataclasses.replace(base, mean_target=2), tmp_path/'none').train(corpus, progress=False)
 
 
+def test_training_times_follow_t_shift_not_the_sampling_shift(corpus, tmp_path):
+    "The training schedule is `t_shift`'s: a student saved to sample at another shift trains identically."
+    cfg = PretrainConfig(iterations=2, batch_size=2, warmup=1, ckpt_every=0, sample_every=0, seed=3)
+    def losses(shift, t_shift, name):
+        st, te = fresh()
+        st.preset = dataclasses.replace(st.preset, shift=shift)
+        r = PretrainRun.create(st, te, dataclasses.replace(cfg, t_shift=t_shift), tmp_path/name).train(corpus, progress=False)
+        return [h['loss'] for h in r.history]
+    base = losses(5.0, 1.0, 'a')
+    assert losses(1.0, 1.0, 'b') == base          # the sampling shift does not enter training
+    assert losses(5.0, 5.0, 'c') != base          # the training shift does
+    with pytest.raises(ValueError, match='t_shift'): PretrainConfig(t_shift=0.0)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize('name', ['self_forcing', 'causal_forcing'])
 def test_shipped_student_quality(name):

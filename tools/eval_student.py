@@ -5,7 +5,8 @@ print the mean of each headline figure over the seeds, then the per-seed general
     python tools/eval_student.py causal_forcing [self_forcing:runs/p12/sf_seed1/student ...] [--seeds 123 1 2] [--threads 2]
 
 Each argument is a student name, optionally `:FOLDER` for a checkpoint (default: the shipped weights).
-`--out FILE` writes the per-seed headlines as JSON.
+`--shift S [S ...]` evaluates each student with its 4 timesteps warped by (E3) with each shift S in turn (default:
+its own shift). `--out FILE` writes the per-seed headlines as JSON.
 """
 import argparse, json
 
@@ -19,10 +20,12 @@ def main(argv=None):
     ap.add_argument('--seeds', nargs='+', type=int, default=[123, 1, 2])
     ap.add_argument('--n', type=int, default=32, help="eval prompts per domain")
     ap.add_argument('--threads', type=int, default=2)
+    ap.add_argument('--shift', nargs='+', type=float, default=[0.0], help="sampling shifts (0: the student's own)")
     ap.add_argument('--out', default=None)
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     from afd_nb.evaluate import evaluate_student
+    from afd_nb.flow import timesteps_to_sigmas
     from afd_nb.student import load_student
     from afd_nb.teachers import load_prompts
     prompts = load_prompts('general', 'eval')[:a.n] + load_prompts('physics', 'eval')[:a.n]
@@ -30,11 +33,14 @@ def main(argv=None):
     for spec in a.students:
         name, _, folder = spec.partition(':')
         st = load_student(name, checkpoint=folder or None)
-        rows = [evaluate_student(st, prompts, seed=s, batch_size=16, progress=False).headline() for s in a.seeds]
-        out[spec] = rows
-        mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
-        print(spec, ' '.join(f"{k} {v:.3f}" for k, v in mean.items()),
-              '| general_score per seed', [round(r['general/general_score'], 3) for r in rows], flush=True)
+        for shift in a.shift:
+            st.model.sigmas = tuple(timesteps_to_sigmas(st.preset.timesteps, shift or st.preset.shift))
+            rows = [evaluate_student(st, prompts, seed=s, batch_size=16, progress=False).headline() for s in a.seeds]
+            key = f"{spec} shift {shift or st.preset.shift:g}"
+            out[key] = rows
+            mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+            print(key, ' '.join(f"{k} {v:.3f}" for k, v in mean.items()),
+                  '| general_score per seed', [round(r['general/general_score'], 3) for r in rows], flush=True)
     if a.out: json.dump(out, open(a.out, 'w'), indent=1)
 
 
