@@ -7,7 +7,8 @@ pretraining). It prints, per σ and per chunk, the mean distance (world units; t
 ball the colour tracker finds in x̂0 and the ball in the clip. Chunk 0 has no history, so at σ = 1 it can only guess;
 chunks 1-3 at σ = 1 show how well the student extrapolates the motion it is shown. The metrics' motion fit gives
 credit for an RMSE near 0.2 (exp(-(rmse / 0.2)²)). For scale it also prints the distance of a ball that stops where
-the history leaves it.
+the history leaves it. Last, per σ, x̂0's mean step per frame inside a latent frame (pixel frames 2k -> 2k+1, which
+the codec packs together) and across one (2k+1 -> 2k+2), beside the clips' own (see `tools/path_probe.py`).
 
     python tools/history_probe.py [--student causal_forcing] [--checkpoint FOLDER] [--n 16] [--threads 2]
 """
@@ -18,6 +19,12 @@ import torch
 
 COLOURS = ('red', 'blue', 'green', 'purple', 'orange', 'black')
 DIRECTIONS = ('to the right', 'to the left', 'up', 'down')
+
+
+def steps(pos: np.ndarray) -> tuple[float, float]:
+    "Mean step per frame of paths `[B, F, 2]` inside latent frames (2k -> 2k+1) and across them (2k+1 -> 2k+2)."
+    d = np.linalg.norm(np.diff(pos, axis=1), axis=-1)
+    return float(np.nanmean(d[:, 0::2])), float(np.nanmean(d[:, 1::2]))
 
 
 def ball_positions(st, latents, prompts) -> np.ndarray:
@@ -55,13 +62,18 @@ def main(argv=None):
     still = [np.nanmean(np.linalg.norm(truth[:, k * per:(k + 1) * per] - truth[:, k * per - 1:k * per], axis=-1))
              for k in range(1, chunks)]
     print("  a ball left where the history ends: " + '  '.join(f"chunk {k + 1} {d:.2f}" for k, d in enumerate(still)))
+    paths = []
     for s in a.sigmas:
         x_t = add_noise(x0, eps, s)
         v = m.velocity(x_t, torch.full((a.n, chunks), s), x0, emb, mask).float()
-        err = np.linalg.norm(ball_positions(st, x0_from_velocity(x_t, v, s), prompts) - truth, axis=-1)
+        pos = ball_positions(st, x0_from_velocity(x_t, v, s), prompts)
+        err = np.linalg.norm(pos - truth, axis=-1)
+        paths.append((s, steps(pos)))
         cells = [f"{np.nanmean(err[:, k * per:(k + 1) * per]):.2f}" for k in range(chunks)]
         lost = np.isnan(err).mean()
         print(f"  σ {s:.2f}: " + '  '.join(f"chunk {k} {c}" for k, c in enumerate(cells)) + f"  (not found: {lost:.0%})")
+    print("step per frame inside / across latent frames (world units): clips {:.2f} / {:.2f}".format(*steps(truth)))
+    for s, (i, x) in paths: print(f"  x̂0 at σ {s:.2f}: {i:.2f} / {x:.2f}")
 
 
 if __name__ == '__main__':
