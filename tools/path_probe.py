@@ -17,16 +17,12 @@ import argparse
 import numpy as np
 import torch
 
+from history_probe import steps   # tools/ is the script's folder, so its sibling imports
+
 PROMPTS = ("a red ball moves to the right", "a blue ball moves to the left", "a green ball moves up",
            "a black ball moves down", "a purple ball moves quickly to the right",
            "an orange ball moves slowly up and to the left", "a red ball moves to the left",
            "a blue ball moves down and to the right")
-
-
-def path_steps(pos: np.ndarray) -> tuple[float, float]:
-    "Mean step length per frame inside latent frames (2k -> 2k+1) and across them (2k+1 -> 2k+2); NaN frames skipped."
-    d = np.linalg.norm(np.diff(pos, axis=0), axis=1)
-    return float(np.nanmean(d[0::2])), float(np.nanmean(d[1::2]))
 
 
 def main(argv=None):
@@ -61,7 +57,7 @@ def main(argv=None):
             tr = track(c.frames, c.fps, colors=[p.split()[1]])
             fit = fit_track(tr, 'move', 'general', ['ball'], g=0.0)
             pos = tr.world[:, 0]
-            i, x = path_steps(pos)
+            i, x = steps(pos[None])
             rmse.append(fit.rmse if fit is not None else np.nan); inside.append(i); across.append(x)
             if who == 'student':
                 print(f"{p} | motion_rmse {rmse[-1]:.2f} | step inside {i:.2f}, across {x:.2f}\n  x {pos[:, 0]}\n  y {pos[:, 1]}")
