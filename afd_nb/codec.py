@@ -186,9 +186,15 @@ def _load_wan_vae(path: Path):
 CODEC_KINDS = ('pixel', 'wan')
 
 def load_codec(kind: str = 'pixel', path: str | Path | None = None, **kw) -> Codec:
-    "`'pixel'`: `PixelCodec(**kw)`; `'wan'`: `WanVAECodec.from_pretrained(path or settings wan_vae / wan_base, **kw)`."
-    if kind == 'pixel':
+    """`'pixel'`: `PixelCodec(**kw)`, and `'pixel:FTxFHxFW'` names its factors (`'pixel:1x4x4'`: one frame per latent
+    frame); `'wan'`: `WanVAECodec.from_pretrained(path or settings wan_vae / wan_base, **kw)`."""
+    base, _, factors = kind.partition(':')
+    if base == 'pixel':
         if path is not None: raise ValueError("the pixel codec has no weights: leave `path` empty")
+        if factors:   # a preset's codec string carries its layout, so a saved student rebuilds its own codec
+            try: kw['factors'] = tuple(int(f) for f in factors.split('x'))
+            except ValueError: raise ValueError(f"codec {kind!r}: write the pixel factors as 'pixel:FTxFHxFW', "
+                                                "e.g. 'pixel:1x4x4'") from None
         return PixelCodec(**kw)
     if kind == 'wan':
         if path is None:

@@ -250,14 +250,15 @@ def self_history(model, text, x0: torch.Tensor, prompts: Sequence[str], share: f
 
 # %% ../nbs/26_pretrain.ipynb #39ed5fd3
 def random_student(name: str = 'self_forcing', seed: int = 0, device='cpu', prediction: str | None = None,
-                   transformer: dict | None = None, shift: float | None = None):
+                   transformer: dict | None = None, shift: float | None = None, frames_per_latent: int = 2):
     """A tiny `Student` of preset `name` with random weights from `seed` (what pretraining starts from);
     `prediction` ('flow' | 'sample' | 'edm') overrides the preset's output head, `transformer` entries its
     `WanTransformer3DModel` config (e.g. `{'patch_size': (1, 2, 2)}`; saved with the student, so it loads back),
-    `shift` the preset's (E3) shift of its few-step sigmas (also saved)."""
+    `shift` the preset's (E3) shift of its few-step sigmas (also saved), `frames_per_latent` its codec's pixel
+    frames per latent frame (`tiny_layout`; applied before `transformer`)."""
     from diffusers import WanTransformer3DModel
-    from afd_nb.student import CausalWan, Student, get_preset
-    p = get_preset(name, 'tiny')
+    from afd_nb.student import CausalWan, Student, get_preset, tiny_layout
+    p = tiny_layout(get_preset(name, 'tiny'), frames_per_latent)
     if prediction: p = dataclasses.replace(p, prediction=prediction)
     if shift is not None:
         if not shift > 0: raise ValueError(f"shift must be > 0 (E3), got {shift!r}")
@@ -384,8 +385,8 @@ class PretrainRun:
 
 # %% ../nbs/26_pretrain.ipynb #5b375423
 def _recipe(self: PretrainRun) -> dict:
-    "The config's recipe and the student's output head: what a resumed run must keep."
-    return {**self.cfg.recipe(), 'prediction': self.student.preset.prediction}
+    "The config's recipe, the student's output head and its codec: what a resumed run must keep."
+    return {**self.cfg.recipe(), 'prediction': self.student.preset.prediction, 'codec': self.student.preset.codec}
 
 def _save(self: PretrainRun) -> Path:
     "Atomic checkpoint: weights, EMA, optimiser, RNG states, step, history -> `out/checkpoint/`."

@@ -26,8 +26,8 @@ from .attention import (CachePlan, KVCache, _blocks, block_causal_mask, history_
 
 # %% auto #0
 __all__ = ['PREDICTIONS', 'TINY_TRANSFORMER', 'WAN_1_3B_TRANSFORMER', 'SIZES', 'PRESETS', 'STUDENT_CONFIG', 'STUDENT_WEIGHTS',
-           'block_forward', 'edm_scalings', 'RolloutStep', 'CausalWan', 'StudentPreset', 'get_preset', 'Student',
-           'load_student', 'save_student']
+           'block_forward', 'edm_scalings', 'RolloutStep', 'CausalWan', 'StudentPreset', 'get_preset', 'tiny_layout',
+           'Student', 'load_student', 'save_student']
 
 # %% ../nbs/20_student.ipynb #9ae8ab02
 def block_forward(block: nn.Module, h: torch.Tensor, text: torch.Tensor, mod: torch.Tensor, rope,
@@ -268,7 +268,7 @@ class StudentPreset:
     num_frames: int                   # latent frames per clip
     latent_hw: tuple[int, int]
     transformer: dict
-    codec: str                        # afd_nb.codec kind
+    codec: str                        # afd_nb.codec kind: 'pixel' (2x4x4), 'pixel:1x4x4', 'wan'
     text: str                         # afd_nb.text size
     lora_rank: int
     settings_key: str                 # settings.ini key of the real checkpoint
@@ -292,6 +292,20 @@ def get_preset(name: str, size: str = 'tiny', block_size: int | None = None) -> 
     p = PRESETS[name][size]
     return p if block_size is None else dataclasses.replace(p, block_size=int(block_size))
 
+def tiny_layout(preset: StudentPreset, frames_per_latent: int) -> StudentPreset:
+    """The tiny `preset` with `frames_per_latent` pixel frames in each latent frame: codec `'pixel:Fx4x4'`, latents
+    `[48F, 24/F, 8, 8]`, blocks of `6/F` latent frames, so the clip (24 frames) and its AR blocks (6 frames) stay put.
+    2 is the preset itself; 1 gives each pixel frame its own tokens (twice the tokens, no frames packed together)."""
+    if preset.size != 'tiny' or not preset.codec.startswith('pixel'):
+        raise ValueError(f"tiny_layout needs a tiny pixel-codec preset, got size {preset.size!r}, codec {preset.codec!r}")
+    F = int(frames_per_latent)
+    if F not in (1, 2, 3, 6):
+        raise ValueError(f"frames_per_latent must divide the 6-frame block: 1, 2, 3 or 6, got {frames_per_latent!r}")
+    if F == 2: return preset
+    ch = 48 * F
+    return dataclasses.replace(preset, codec=f'pixel:{F}x4x4', num_frames=24 // F, block_size=6 // F,
+                               transformer={**preset.transformer, 'in_channels': ch, 'out_channels': ch})
+
 # %% ../nbs/20_student.ipynb #675cbb27
 class Student:
     "A causal student: `.model` (CausalWan), `.preset`, `.text` and `.codec` (loaded on first use), adapter views."
@@ -314,7 +328,7 @@ class Student:
     def codec(self):
         if self._codec is None:
             from afd_nb.codec import load_codec
-            self._codec = load_codec('pixel', factors=(2, 4, 4)) if self.preset.codec == 'pixel' else load_codec(self.preset.codec)
+            self._codec = load_codec(self.preset.codec)
         return self._codec
 
     def encode_prompts(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
