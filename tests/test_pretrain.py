@@ -1,13 +1,13 @@
-"Tests of afd_nb.pretrain: corpus mix and prompt hygiene, the chunked flow loss, the loop's exact resume."
+"Tests of afd_nb.corpus and afd_nb.pretrain: corpus mix and prompt hygiene, the chunked flow loss, the loop's exact resume."
 import dataclasses, json, warnings
 
 import numpy as np
 import pytest
 import torch
 
-from afd_nb.pretrain import (CorpusSpec, PretrainConfig, PretrainRun, WRONG_PHYSICS, _norm, assign_variants,
-                             build_corpus, chunk_times, eval_prompts, flow_loss, load_corpus, random_student,
-                             training_prompts)
+from afd_nb.corpus import (CorpusSpec, WRONG_PHYSICS, _norm, assign_variants, build_corpus, eval_prompts, load_corpus,
+                           training_prompts)
+from afd_nb.pretrain import PretrainConfig, PretrainRun, chunk_times, flow_loss, random_student
 from afd_nb.student import load_student
 from afd_nb.text import load_text_encoder
 from afd_nb.world import parse_prompt
@@ -139,7 +139,8 @@ def test_resume_is_bit_identical(corpus, tmp_path):
 def test_mean_target_changes_only_sigma1_chunk0_loss(corpus, tmp_path):
     "With mean_target the σ = 1 chunk-0 target is the prompt mean: a step whose chunk 0 is at σ = 1 differs, others match."
     import copy
-    from afd_nb.pretrain import chunk_times, prompt_means, step_generator
+    from afd_nb.corpus import prompt_means
+    from afd_nb.pretrain import step_generator
     c = copy.copy(corpus); c.means = prompt_means(corpus, 6, k=2, cache_dir=tmp_path, progress=False)
     base = PretrainConfig(iterations=8, batch_size=2, warmup=2, ckpt_every=0, sample_every=0, seed=4)
     st = random_student('self_forcing', 0)

@@ -107,7 +107,7 @@ def pretrain_on_world(D, fmt: dict, steps: int, lr: float, seed: int = 0, batch:
     `prompt_negatives` p, that share of the pairs instead puts a true-law render of another prompt of the same scenario
     against it (scored under this prompt): prompt adherence as well as the law, as VideoAlign scores both."""
     from afd_nb.discriminator import bt_loss
-    from afd_nb.pretrain import WRONG_PHYSICS, training_prompts
+    from afd_nb.corpus import WRONG_PHYSICS, training_prompts
     from afd_nb.train import disc_parameters
     from afd_nb.world import parse_prompt
     pool, rng = training_prompts('physics', 2000, seed=7), np.random.default_rng(seed)

@@ -48,7 +48,7 @@ def text_effect(st, n: int, sigmas=(0.95, 0.9, 0.8, 0.75, 0.5)) -> list[tuple[fl
     "Per σ: x̂0's drift under the true prompt ('to the right') and under 'to the left', on the same x_t (chunk 0)."
     from afd_nb.core import frames_to_batch
     from afd_nb.flow import add_noise, x0_from_velocity
-    from afd_nb.pretrain import CorpusSpec, render_clip
+    from afd_nb.corpus import CorpusSpec, render_clip
     ps = [f'a {COLOURS[i % len(COLOURS)]} ball moves to the right' for i in range(n)]
     x0 = st.codec.encode(frames_to_batch([render_clip(p, 100 + i, 'general', CorpusSpec()) for i, p in enumerate(ps)]))
     x0 = x0[:, :, :st.model.block_size]                                                  # chunk 0
@@ -74,7 +74,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     from afd_nb.evaluate import sample_clips
-    from afd_nb.pretrain import CorpusSpec, render_clip
+    from afd_nb.corpus import CorpusSpec, render_clip
     from afd_nb.student import load_student
     st = load_student(a.student, checkpoint=a.checkpoint)
     st.model.eta = a.eta

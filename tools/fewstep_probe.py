@@ -7,7 +7,8 @@ saves a video grid under runs/probes/. Usage: python tools/fewstep_probe.py STUD
 import sys, copy, time, torch, torch.nn.functional as F
 from afd_nb.student import load_student, Student
 from afd_nb.flow import add_noise, sample_train_t
-from afd_nb.pretrain import training_prompts, eval_prompts, ema_update
+from afd_nb.corpus import training_prompts, eval_prompts
+from afd_nb.pretrain import ema_update
 from afd_nb.evaluate import evaluate_student, video_grid
 from afd_nb.teachers import load_prompts
 import argparse
@@ -29,7 +30,8 @@ ema_st = Student(ema, base.preset, text=base.text, codec=base.codec)
 ex = eval_prompts()
 prompts = training_prompts('general', 1024, 0, ex) + training_prompts('physics', 1024, 1, ex)
 og = torch.optim.AdamW(gen.parameters(), a.fmlr, weight_decay=1e-4)
-from afd_nb.pretrain import load_corpus, CorpusSpec, flow_loss, chunk_times
+from afd_nb.corpus import load_corpus, CorpusSpec
+from afd_nb.pretrain import flow_loss, chunk_times
 corpus = load_corpus(CorpusSpec(size=2000, seed=0), progress=False)
 base.text.model.requires_grad_(False)
 of = torch.optim.AdamW(fake.parameters(), a.flr, weight_decay=0.0, betas=(0.0, 0.999))

@@ -9,7 +9,7 @@ from afd_nb.student import load_student
 from afd_nb.flow import few_step_sample
 from afd_nb.core import frames_to_batch, batch_to_frames
 from afd_nb.teachers import load_prompts
-from afd_nb.pretrain import render_clip, CorpusSpec
+from afd_nb.corpus import render_clip, CorpusSpec
 from afd_nb.evaluate import evaluate_clips
 from afd_nb.video import Clip
 import sys

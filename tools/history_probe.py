@@ -47,7 +47,7 @@ def main(argv=None):
     torch.set_num_threads(a.threads)
     from afd_nb.core import frames_to_batch
     from afd_nb.flow import add_noise, x0_from_velocity
-    from afd_nb.pretrain import CorpusSpec, render_clip
+    from afd_nb.corpus import CorpusSpec, render_clip
     from afd_nb.student import load_student
     st = load_student(a.student, checkpoint=a.checkpoint)
     m = st.model

@@ -26,7 +26,7 @@ PAIRS = ((0, 1, 'right / left'), (2, 3, 'up / down'), (4, 5, 'square / ball'))
 def prompt_mean(st, prompt: str, k: int) -> torch.Tensor:
     "Chunk 0 latents `[C, b, H, W]` averaged over `k` world renders of `prompt` (true law for physics prompts)."
     from afd_nb.core import frames_to_batch
-    from afd_nb.pretrain import CorpusSpec, render_clip
+    from afd_nb.corpus import CorpusSpec, render_clip
     from afd_nb.world import parse_prompt
     variant = 'true' if parse_prompt(prompt).domain == 'physics' else 'general'
     x = frames_to_batch([render_clip(prompt, s, variant, CorpusSpec()) for s in range(k)])

@@ -39,7 +39,7 @@ def main(argv=None):
     from afd_nb.evaluate import sample_clips
     from afd_nb.flow import timesteps_to_sigmas
     from afd_nb.metrics import fit_track, track
-    from afd_nb.pretrain import CorpusSpec, render_clip
+    from afd_nb.corpus import CorpusSpec, render_clip
     from afd_nb.student import load_student
     from afd_nb.video import Clip
     st = load_student(a.student, checkpoint=a.checkpoint)

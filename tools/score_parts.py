@@ -24,7 +24,7 @@ MULTI = ('two_objects', 'collision')
 
 def world_clips(prompts, seed: int):
     "The world's renders of `prompts` (scene k from `seed + k`, true law), as `Clip`s."
-    from afd_nb.pretrain import CorpusSpec, render_clip
+    from afd_nb.corpus import CorpusSpec, render_clip
     from afd_nb.video import Clip
     from afd_nb.world import parse_prompt
     spec = CorpusSpec()

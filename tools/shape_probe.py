@@ -40,7 +40,7 @@ def one_step_fill(st, n: int, sigmas=(0.9, 0.75, 0.5, 0.25, 0.05)) -> list[tuple
     "Per σ: (fill, square share) of x̂0 under the true 'square' prompt and under 'ball', on the same x_t."
     from afd_nb.core import batch_to_frames, frames_to_batch
     from afd_nb.flow import add_noise, x0_from_velocity
-    from afd_nb.pretrain import CorpusSpec, render_clip
+    from afd_nb.corpus import CorpusSpec, render_clip
     ps = [f'a {COLOURS[i % len(COLOURS)]} square moves {MOTIONS[i % len(MOTIONS)]}' for i in range(n)]
     x0 = st.codec.encode(frames_to_batch([render_clip(p, 100 + i, 'general', CorpusSpec()) for i, p in enumerate(ps)]))
     eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0))
