@@ -295,3 +295,21 @@ def test_coordinate_planes_and_edm_head_round_trip(tmp_path):
         assert torch.equal(st.model.velocity(x, 0.6, None, text), back.model.velocity(x, 0.6, None, text))
         lat = back.model.rollout(text, num_frames=6, generator=torch.Generator().manual_seed(1))
     assert lat.shape == (2, 96, 6, 8, 8) and torch.isfinite(lat).all()
+
+
+def test_one_frame_layout_round_trip(tmp_path):
+    "A student with one pixel frame per latent frame keeps its codec through save/load and still renders 24 frames."
+    from afd_nb.pretrain import random_student
+    st = random_student('causal_forcing', seed=3, frames_per_latent=1)
+    assert st.codec.stride == (1, 4, 4) and (st.preset.num_frames, st.model.block_size) == (24, 6)
+    folder = save_student(st, tmp_path/'s', text=False, dtype=torch.float32)
+    assert json.loads((folder/'config.json').read_text())['codec'] == 'pixel:1x4x4'
+    back = load_student('causal_forcing', 'tiny', checkpoint=folder, device='cpu')
+    assert back.codec.stride == (1, 4, 4) and back.model.block_size == 6
+    text = torch.randn(1, 8, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        lat = back.model.rollout(text, generator=torch.Generator().manual_seed(1))
+        pix = back.codec.decode(lat)
+    assert lat.shape == (1, 48, 24, 8, 8) and pix.shape == (1, 3, 24, 32, 32)
+    with torch.no_grad():   # same weights, same noise: the saved student is the trained one
+        assert torch.equal(lat, st.model.rollout(text, generator=torch.Generator().manual_seed(1)))
