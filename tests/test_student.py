@@ -1,5 +1,5 @@
 "The causal student (afd_nb.student), its adapters (afd_nb.adapters) and checkpoints (afd_nb.checkpoints)."
-import copy
+import copy, json
 import pytest, torch
 from diffusers import WanTransformer3DModel
 from afd_nb import student as S
