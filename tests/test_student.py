@@ -269,7 +269,6 @@ def test_real_patching_layout():
 
 def test_prediction_head_round_trips_and_legacy_folders_are_flow(tmp_path):
     "A tiny student predicts x0 by default; its folder keeps that; a kit folder saved before the field loads as 'flow'."
-    import json
     preset = S.get_preset('self_forcing')
     assert preset.prediction == 'sample' and S.get_preset('causal_forcing', 'real').prediction == 'flow'
     st = S.Student(CausalWan(WanTransformer3DModel(**preset.transformer), prediction=preset.prediction), preset)
