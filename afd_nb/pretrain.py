@@ -7,13 +7,12 @@ checkpoints and exact resume."""
 # %% ../nbs/27_pretrain.ipynb #dc22bdca
 from __future__ import annotations
 import copy, dataclasses, json, math, os, shutil, time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .core import frames_to_batch
