@@ -7,8 +7,8 @@ pretraining). It prints, per σ and per chunk, the mean distance (world units; t
 ball the colour tracker finds in x̂0 and the ball in the clip. Chunk 0 has no history, so at σ = 1 it can only guess;
 chunks 1-3 at σ = 1 show how well the student extrapolates the motion it is shown. The metrics' motion fit gives
 credit for an RMSE near 0.2 (exp(-(rmse / 0.2)²)). For scale it also prints the distance of a ball that stops where
-the history leaves it. Last, per σ, x̂0's mean step per frame inside a latent frame (pixel frames 2k -> 2k+1, which
-the codec packs together) and across one (2k+1 -> 2k+2), beside the clips' own (see `tools/path_probe.py`).
+the history leaves it. Last, per σ, x̂0's mean step per frame inside a frame pair (pixel frames 2k -> 2k+1, which
+the shipped codec packs into one latent frame) and across pairs (2k+1 -> 2k+2), beside the clips' own (see `tools/path_probe.py`).
 
     python tools/history_probe.py [--student causal_forcing] [--checkpoint FOLDER] [--n 16] [--threads 2]
 """
@@ -72,7 +72,7 @@ def main(argv=None):
         cells = [f"{np.nanmean(err[:, k * per:(k + 1) * per]):.2f}" for k in range(chunks)]
         lost = np.isnan(err).mean()
         print(f"  σ {s:.2f}: " + '  '.join(f"chunk {k} {c}" for k, c in enumerate(cells)) + f"  (not found: {lost:.0%})")
-    print("step per frame inside / across latent frames (world units): clips {:.2f} / {:.2f}".format(*steps(truth)))
+    print("step per frame inside / across frame pairs (2k -> 2k+1 / 2k+1 -> 2k+2; world units): clips {:.2f} / {:.2f}".format(*steps(truth)))
     for s, (i, x) in paths: print(f"  x̂0 at σ {s:.2f}: {i:.2f} / {x:.2f}")
 
 

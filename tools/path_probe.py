@@ -4,8 +4,9 @@
 The tiny students' codec packs 2 pixel frames into each latent frame, so a path can move smoothly or in steps of
 two frames. For each prompt this tracks the ball in one rollout and prints its x and y per frame (world units), the
 world's motion-fit error (`motion_rmse`, general_score's motion_score is exp(-(rmse / 0.2)²)), and the mean step
-per frame inside a latent frame (frames 2k -> 2k+1) and across one (2k+1 -> 2k+2). The world moves a ball the same
-distance every frame (0.25-1.1 units at its speeds), so on its renders the two agree.
+per frame inside a frame pair (frames 2k -> 2k+1: one latent frame for the shipped codec) and across pairs
+(2k+1 -> 2k+2). The world moves a ball the same distance every frame (0.25-1.1 units at its speeds), so on its
+renders the two agree. For a one-frame-layout student (`tiny_layout(preset, 1)`) the pairs are just pairs.
 
     python tools/path_probe.py [--student causal_forcing] [--checkpoint FOLDER] [--shift S] [--steps N --eta 0]
 
@@ -61,8 +62,8 @@ def main(argv=None):
             rmse.append(fit.rmse if fit is not None else np.nan); inside.append(i); across.append(x)
             if who == 'student':
                 print(f"{p} | motion_rmse {rmse[-1]:.2f} | step inside {i:.2f}, across {x:.2f}\n  x {pos[:, 0]}\n  y {pos[:, 1]}")
-        print(f"{who}: median motion_rmse {np.nanmedian(rmse):.2f} | mean step per frame inside a latent frame "
-              f"{np.nanmean(inside):.2f}, across {np.nanmean(across):.2f} (world units)")
+        print(f"{who}: median motion_rmse {np.nanmedian(rmse):.2f} | mean step per frame inside a frame pair "
+              f"(2k -> 2k+1) {np.nanmean(inside):.2f}, across {np.nanmean(across):.2f} (world units)")
 
 
 if __name__ == '__main__':
