@@ -294,16 +294,20 @@ def get_preset(name: str, size: str = 'tiny', block_size: int | None = None) -> 
 
 def tiny_layout(preset: StudentPreset, frames_per_latent: int) -> StudentPreset:
     """The tiny `preset` with `frames_per_latent` pixel frames in each latent frame: codec `'pixel:Fx4x4'`, latents
-    `[48F, 24/F, 8, 8]`, blocks of `6/F` latent frames, so the clip (24 frames) and its AR blocks (6 frames) stay put.
-    2 is the preset itself; 1 gives each pixel frame its own tokens (twice the tokens, no frames packed together)."""
+    `[48F, 24/F, 8, 8]` for the tiny clip, and the clip and its AR blocks keep their length in pixel frames (the
+    preset's 4 blocks of 6 frames). 2 is the tiny preset itself; 1 gives each pixel frame its own tokens."""
+    from afd_nb.codec import PixelCodec, load_codec
     if preset.size != 'tiny' or not preset.codec.startswith('pixel'):
         raise ValueError(f"tiny_layout needs a tiny pixel-codec preset, got size {preset.size!r}, codec {preset.codec!r}")
-    F = int(frames_per_latent)
-    if F not in (1, 2, 3, 6):
-        raise ValueError(f"frames_per_latent must divide the 6-frame block: 1, 2, 3 or 6, got {frames_per_latent!r}")
-    if F == 2: return preset
-    ch = 48 * F
-    return dataclasses.replace(preset, codec=f'pixel:{F}x4x4', num_frames=24 // F, block_size=6 // F,
+    ft, fh, fw = load_codec(preset.codec).stride
+    frames, block, F = preset.num_frames * ft, preset.block_size * ft, int(frames_per_latent)   # lengths in pixel frames
+    if F < 1 or frames % F or block % F:
+        raise ValueError(f"frames_per_latent must divide the clip's {frames} frames and the block's {block}, "
+                         f"got {frames_per_latent!r}")
+    if F == ft: return preset
+    ch = 3 * F * fh * fw
+    codec = 'pixel' if (F, fh, fw) == PixelCodec().stride else f'pixel:{F}x{fh}x{fw}'   # the default keeps its name
+    return dataclasses.replace(preset, codec=codec, num_frames=frames // F, block_size=block // F,
                                transformer={**preset.transformer, 'in_channels': ch, 'out_channels': ch})
 
 # %% ../nbs/20_student.ipynb #675cbb27
