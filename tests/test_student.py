@@ -310,5 +310,5 @@ def test_one_frame_layout_round_trip(tmp_path):
         lat = back.model.rollout(text, generator=torch.Generator().manual_seed(1))
         pix = back.codec.decode(lat)
     assert lat.shape == (1, 48, 24, 8, 8) and pix.shape == (1, 3, 24, 32, 32)
-    with torch.no_grad():   # same weights, same noise: the saved student is the trained one
+    with torch.no_grad():   # same weights, same noise: the reloaded student is the one saved
         assert torch.equal(lat, st.model.rollout(text, generator=torch.Generator().manual_seed(1)))
