@@ -7,6 +7,9 @@
 2. Teacher-forced `velocity` for a batch of 8 tiny clips, forward + backward, with and without LoRA adapters.
 3. The token patch: the same forward + backward for a random tiny student with patch (1, 1, 1) at width 128 (the
    students shipped before 2026-11-25) and with the preset's patch (1, 2, 2) (4x fewer tokens), as a ratio.
+4. One pretraining step as `afd_nb.pretrain` takes it (batch 8, own-history share 0.5, flow loss forward + backward):
+   its FLOPs (torch's flop counter) and the rate achieved, for the preset's width (192) and twice it: what a
+   wall-clock budget buys on this machine (issue 5's 60 minutes).
 
 Timings are the minimum over `--repeat` runs (the machine is shared); CPU time is printed beside wall time.
 Usage: python tools/bench_student.py [--repeat 5] [--batch 1] [--device cpu] [--threads 0]
@@ -82,6 +85,29 @@ def main():
         print(f"   {name}, patch {tuple(m.transformer.config.patch_size)}: {sum(p.numel() for p in m.parameters()):,} params, "
               f"{times[name]:.3f} s")
     print(f"   the preset is {times[next(iter(times))] / times['the preset']:.2f}x faster per step")
+    pretrain_step_flops(a)
+
+
+def pretrain_step_flops(a):
+    "Section 4: FLOPs and achieved GFLOP/s of one pretraining step (own history + flow loss) per model width."
+    from torch.utils.flop_counter import FlopCounterMode
+    from afd_nb.pretrain import chunk_times, flow_loss, random_student, self_history
+    from afd_nb.text import load_text_encoder
+    print("\n4. one pretraining step: batch 8, own-history share 0.5, flow loss forward + backward")
+    text, prompts = load_text_encoder('tiny', device=a.device), ['a red ball falls'] * 8
+    x0 = torch.randn(8, 96, 12, 8, 8, generator=torch.Generator().manual_seed(0)).to(a.device)
+    for name, arch in [('the preset (width 192)', {}), ('width 384', dict(attention_head_dim=96))]:
+        st = random_student('causal_forcing', transformer=arch, device=a.device)
+        def step():
+            g = torch.Generator().manual_seed(0)
+            h = self_history(st.model, text, x0, prompts, 0.5, st.preset.sigmas, g)
+            flow_loss(st.model, text, x0, prompts, chunk_times(8, 4, st.preset.sigmas, generator=g),
+                      torch.randn(x0.shape, generator=g).to(x0), history=h).backward()
+            st.model.zero_grad(set_to_none=True)
+        with FlopCounterMode(display=False) as fc: step()
+        flops, (w, _) = fc.get_total_flops(), best(step, a.repeat)
+        print(f"   {name}: {flops / 1e9:.1f} GFLOP per step, {w:.3f} s -> {flops / w / 1e9:.1f} GFLOP/s; "
+              f"an hour buys {3600 / w:,.0f} steps ({3600 * flops / w / 1e15:.2f} PFLOP)")
 
 
 if __name__ == '__main__':
