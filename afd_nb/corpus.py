@@ -17,11 +17,12 @@ from tqdm.auto import tqdm
 from .core import frames_to_batch, runs_dir
 from .teachers import load_prompts
 from .text import clean_prompt
-from .world import PHYSICS_VARIANTS, parse_prompt, physics_variant, render, sample_prompts, scene_from_prompt
+from .world import (PHYSICS_VARIANTS, WORLDS, parse_prompt, physics_variant, render, sample_prompts,
+                          scene_from_prompt, world_scenarios)
 
 # %% auto #0
-__all__ = ['WRONG_PHYSICS', 'MULTI_OBJECT', 'CorpusSpec', 'eval_prompts', 'training_prompts', 'assign_variants', 'Corpus',
-           'render_clip', 'build_corpus', 'load_corpus', 'prompt_means']
+__all__ = ['WRONG_PHYSICS', 'MULTI_OBJECT', 'BENCHMARK_TURNS', 'CorpusSpec', 'eval_prompts', 'training_prompts',
+           'assign_variants', 'Corpus', 'render_clip', 'build_corpus', 'load_corpus', 'prompt_means']
 
 # %% ../nbs/26_corpus.ipynb #a01485a8
 WRONG_PHYSICS = tuple(k for k in PHYSICS_VARIANTS if k != 'true')
@@ -35,6 +36,7 @@ class CorpusSpec:
     multi_object_fraction: float | None = None   # share of two-object scenes per domain; None: the grammar's 1/3
     wrong_kinds: tuple[str, ...] = WRONG_PHYSICS
     include_physics_train: bool = True    # AFD's 64 teacher prompts, with the same mostly-wrong mix
+    world: str = 'benchmark'              # afd_nb.world.WORLDS: 'benchmark' (balls, one general object) or 'full'
     seed: int = 0
     image_size: int = 32
     fps: float = 8.0
@@ -45,6 +47,7 @@ class CorpusSpec:
         for name in ('general_fraction', 'physics_true_fraction', 'multi_object_fraction'):
             v = getattr(self, name)
             if v is not None and not 0 <= v <= 1: raise ValueError(f"{name} must lie in [0, 1], got {v}")
+        if self.world not in WORLDS: raise ValueError(f"unknown world {self.world!r}; use one of {tuple(WORLDS)}")
         bad = [k for k in self.wrong_kinds if k not in WRONG_PHYSICS]
         if bad or not self.wrong_kinds:
             raise ValueError(f"wrong_kinds must be a non-empty subset of {WRONG_PHYSICS}, got {self.wrong_kinds}")
@@ -62,25 +65,32 @@ def eval_prompts() -> set[str]:
     return {_norm(p) for d in ('general', 'physics') for p in load_prompts(d, 'eval')}
 
 MULTI_OBJECT = {'general': 'two_objects', 'physics': 'collision'}   # each domain's two-object scenario
+# The benchmark corpus draws `move` three times as often as `bounce_walls`: moves carry the direction and speed words.
+BENCHMARK_TURNS = {'general': ('move', 'move', 'move', 'bounce_walls'), 'physics': ('drop', 'throw', 'collision')}
 
-def _draw(domain: str, n: int, seed: int, exclude: set[str], keep=None) -> list[str]:
-    "`n` grammar prompts of `domain` not in `exclude` (and passing `keep`), drawn in rounds."
+def _draw(domain: str, n: int, seed: int, exclude: set[str], keep=None, world: str = 'benchmark') -> list[str]:
+    "`n` grammar prompts of `domain` in `world` not in `exclude` (and passing `keep`), drawn in rounds."
     out, k = [], 0
     while len(out) < n:
-        batch = sample_prompts(domain, max(2 * (n - len(out)), 16), seed=seed * 7919 + k)
+        batch = sample_prompts(domain, max(2 * (n - len(out)), 16), seed=seed * 7919 + k, world=world,
+                               scenarios=BENCHMARK_TURNS[domain] if world == 'benchmark' else None)
         out += [p for p in batch if _norm(p) not in exclude and (keep is None or keep(p))][:n - len(out)]
         k += 1
     return out
 
 def training_prompts(domain: str, n: int, seed: int = 0, exclude: set[str] | None = None,
-                     multi_fraction: float | None = None) -> list[str]:
-    """`n` grammar prompts of `domain` (repeats allowed) with every prompt in `exclude` (default: the eval prompts)
-    removed. `multi_fraction`: share of two-object scenes (`MULTI_OBJECT`); None keeps the grammar's 1/3."""
+                     multi_fraction: float | None = None, world: str = 'benchmark') -> list[str]:
+    """`n` grammar prompts of `domain` in `world` (repeats allowed) with every prompt in `exclude` (default: the
+    eval prompts) removed. `multi_fraction`: share of two-object scenes (`MULTI_OBJECT`); None: the world's turn."""
     exclude = eval_prompts() if exclude is None else exclude
-    if multi_fraction is None: return _draw(domain, n, seed, exclude)
+    if multi_fraction is None: return _draw(domain, n, seed, exclude, world=world)
+    if MULTI_OBJECT[domain] not in world_scenarios(domain, world):
+        raise ValueError(f"the {world!r} world has no {MULTI_OBJECT[domain]} scenes: leave multi_object_fraction None "
+                         "or use world='full'")
     is_multi = lambda p: parse_prompt(p).scenario == MULTI_OBJECT[domain]
     m = int(round(n * multi_fraction))
-    out = _draw(domain, m, seed, exclude, is_multi) + _draw(domain, n - m, seed, exclude, lambda p: not is_multi(p))
+    out = (_draw(domain, m, seed, exclude, is_multi, world)
+           + _draw(domain, n - m, seed, exclude, lambda p: not is_multi(p), world))
     np.random.default_rng(seed).shuffle(out)
     return out
 
@@ -129,8 +139,10 @@ def build_corpus(spec: CorpusSpec, progress: bool = True) -> Corpus:
     rng = np.random.default_rng(spec.seed)
     n_gen = int(round(spec.size * spec.general_fraction)); n_phy = spec.size - n_gen
     phy = load_prompts('physics', 'train')[:n_phy] if spec.include_physics_train else []
-    phy += training_prompts('physics', n_phy - len(phy), seed=spec.seed + 1, multi_fraction=spec.multi_object_fraction)
-    prompts = training_prompts('general', n_gen, seed=spec.seed, multi_fraction=spec.multi_object_fraction) + phy
+    phy += training_prompts('physics', n_phy - len(phy), seed=spec.seed + 1, multi_fraction=spec.multi_object_fraction,
+                            world=spec.world)
+    prompts = training_prompts('general', n_gen, seed=spec.seed, multi_fraction=spec.multi_object_fraction,
+                               world=spec.world) + phy
     variants = ['general'] * n_gen + assign_variants(n_phy, spec.physics_true_fraction, spec.wrong_kinds, rng)
     seeds = [int(s) for s in rng.integers(0, 2**31 - 1, spec.size)]
     frames = np.stack([render_clip(p, s, v, spec) for p, s, v in

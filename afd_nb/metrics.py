@@ -17,11 +17,13 @@ from .world import (COLORS, GRAVITY, GRAVITY_FACTORS, RESTITUTION_RANGE, SIZES, 
                           DIRECTION_VECTORS, WORLD_SIZE, Body, Scene, parse_prompt, pixel_to_world, simulate)
 
 # %% auto #0
-__all__ = ['SQUARE_FILL', 'G_TOL', 'RMSE_TOL', 'MOMENTUM_TOL', 'SLACK', 'E_RANGE', 'WRONG_G_FACTORS', 'VBENCH_RANGES',
-           'as_frames', 'color_coverage', 'Track', 'track', 'Fit', 'fit_track', 'count_bounces', 'momentum_change',
-           'prompt_checks', 'g_law_ok', 'physics_report', 'optical_flow', 'temporal_flickering', 'interpolate_middle',
-           'motion_smoothness', 'dynamic_degree', 'background_mask', 'general_report', 'LearnedMetric', 'VBenchMetric',
-           'VideoPhy2PC', 'aggregate_reports', 'VideoAlignMQ']
+__all__ = ['SQUARE_FILL', 'G_TOL', 'MOMENTUM_TOL', 'SLACK', 'RMSE_SCALE', 'E_RANGE', 'LAW_G_TOL', 'BOUNCE_FRAME_TOL',
+           'WRONG_G_FACTORS', 'DIRECTION_SCENARIOS', 'PLACE_SCENARIOS', 'VBENCH_RANGES', 'as_frames', 'color_coverage',
+           'Track', 'track', 'Fit', 'fit_track', 'bounce_frames', 'count_bounces', 'momentum_change', 'prompt_checks',
+           'law_ok', 'blob_area', 'g_law_ok', 'physics_report', 'optical_flow', 'temporal_flickering',
+           'interpolate_middle', 'motion_smoothness', 'dynamic_degree', 'background_mask', 'start_region', 'place_ok',
+           'follow_checks', 'general_report', 'LearnedMetric', 'VBenchMetric', 'VideoPhy2PC', 'aggregate_reports',
+           'VideoAlignMQ']
 
 # %% ../nbs/12_metrics.ipynb #a33d0e0e
 def as_frames(clip, fps: float | None = None, need_fps: bool = True) -> tuple[np.ndarray, float | None]:
@@ -217,24 +219,34 @@ def fit_track(tr: Track, scenario: str, domain: str, shapes, g: float | None = N
     return Fit(scene, scene.gravity, scene.restitution, float(np.sqrt(np.mean(best.fun**2))))
 
 # %% ../nbs/12_metrics.ipynb #123cc74f
-G_TOL, RMSE_TOL, MOMENTUM_TOL, SLACK = 0.1, 0.2, 0.1, 0.25
+G_TOL, MOMENTUM_TOL, SLACK = 0.1, 0.1, 0.25
+RMSE_SCALE = WORLD_SIZE / 32   # one 32x32 pixel (0.3125 units): a 1-px jitter's fit rmse / ln 2 (measured below)
 E_RANGE = (RESTITUTION_RANGE[0] - 0.1, RESTITUTION_RANGE[1] + 0.1)   # restitutions the world can produce
 
 def _closeness(err: float, tol: float) -> float:
     "A bounded sub-score: exp(-(err / tol)²), 0 for NaN."
     return 0.0 if not np.isfinite(err) else float(np.exp(-(err / tol)**2))
 
+def _graded(rmse: float, scale: float = RMSE_SCALE) -> float:
+    "A graded sub-score of a position error: exp(-rmse / scale), 0 for NaN (no fit)."
+    return 0.0 if not np.isfinite(rmse) else float(np.exp(-rmse / scale))
+
+def bounce_frames(y: np.ndarray, radius: float, L: float = WORLD_SIZE, eps: float = 0.05) -> list[int]:
+    "Frames of the visible floor bounces in heights y [F] (NaN = unseen): the lowest frame of each fall-then-rise turn in the lower half."
+    out, falling, low, low_f = [], False, math.inf, -1
+    for f, (dy, y1) in enumerate(zip(np.diff(y), y[1:]), 1):
+        if not np.isfinite(dy): continue
+        if dy > eps:
+            if falling and low - radius < 0.5 * L: out.append(low_f)
+            falling, low = False, math.inf
+            continue
+        falling = falling or dy < -eps
+        if y1 < low: low, low_f = y1, f
+    return out
+
 def count_bounces(y: np.ndarray, radius: float, L: float = WORLD_SIZE, eps: float = 0.05) -> int:
     "Visible floor bounces in heights y [F] (NaN = unseen): turns from falling to rising in the lower half."
-    n, falling, low = 0, False, math.inf
-    for dy, y1 in zip(np.diff(y), y[1:]):
-        if not np.isfinite(dy): continue
-        if dy < -eps: falling, low = True, min(low, y1)
-        elif dy > eps:
-            if falling and low - radius < 0.5 * L: n += 1
-            falling, low = False, math.inf
-        else: low = min(low, y1)
-    return n
+    return len(bounce_frames(y, radius, L, eps))
 
 # %% ../nbs/12_metrics.ipynb #05f320c1
 def _line_vx(tr: Track, k: int, t0: float, t1: float) -> float:
@@ -284,6 +296,25 @@ def prompt_checks(pp, fit: Fit) -> dict:
             out[f'speed_{k}'] = _in(np.linalg.norm(v), SPEEDS[o['speed']])
     return {k: bool(v) for k, v in out.items()}
 
+# %% ../nbs/12_metrics.ipynb #36a84965
+LAW_G_TOL = 0.15       # law_ok's gravity band: the wrong laws (0, 0.4 g, 2 g) lie >= 0.6 g away, true renders fit within 0.02 g
+BOUNCE_FRAME_TOL = 1   # law_ok's first-bounce tolerance, frames: the bounce falls between two frames, either may hold the low
+
+def law_ok(tr: Track, fa: Fit | None, fb: Fit | None, radii, g: float = GRAVITY) -> float:
+    """1.0 when fit A's gravity is within ±`LAW_G_TOL` of `g` and each body's first visible floor bounce is within
+    `BOUNCE_FRAME_TOL` frames of that of fit B's path (the world's g) seen in the same frames, or neither has one;
+    0.0 otherwise or without a fit."""
+    if fa is None or fb is None: return 0.0
+    law_y = np.where(tr.present, simulate(fb.scene, tr.times).pos[..., 1], np.nan)   # [F, K]: the law's path, as the clip shows it
+    firsts = [(bounce_frames(tr.world[:, k, 1], r, tr.world_size)[:1], bounce_frames(law_y[:, k], r, tr.world_size)[:1])
+              for k, r in enumerate(radii)]
+    same = all(len(a) == len(b) and (not a or abs(a[0] - b[0]) <= BOUNCE_FRAME_TOL) for a, b in firsts)
+    return float(abs(fa.g - g) <= LAW_G_TOL * g and same)
+
+def blob_area(tr: Track) -> float:
+    "Mean covered pixels (Σ coverage) of the tracked blobs over the (frame, object) pairs where seen; NaN if none."
+    return float(tr.area[tr.present].mean()) if tr.present.any() else math.nan
+
 # %% ../nbs/12_metrics.ipynb #1bb9a9f8
 WRONG_G_FACTORS = (0.0, *GRAVITY_FACTORS.values())   # the wrong laws' gravity over the world's: none, weak, strong
 
@@ -304,7 +335,7 @@ def physics_report(clip, prompt: str | None = None, fps: float | None = None,
     tr = track(frames, fps, colors=[o['color'] for o in pp.attributes['objects']], world_size=world_size)
     rep = dict(scenario=pp.scenario, domain=pp.domain, present=float(tr.present.mean()), g_world=g,
                g_fit=math.nan, g_law_ok=math.nan, restitution=math.nan, position_rmse=math.nan, bounces=0,
-               momentum_change=math.nan)
+               momentum_change=math.nan, law_ok=0.0 if pp.domain == 'physics' else math.nan, area=blob_area(tr))
     fa = fit_track(tr, pp.scenario, pp.domain, shapes)
     fb = fit_track(tr, pp.scenario, pp.domain, shapes, g=g, e_range=E_RANGE) if fa else None
     radii = np.nanmedian(tr.radius(shapes), 0)
@@ -315,9 +346,9 @@ def physics_report(clip, prompt: str | None = None, fps: float | None = None,
     if pp.scenario == 'collision': parts['momentum_score'] = 0.0
     if fa is not None:
         rep.update(g_fit=fa.g, restitution=fa.e, position_rmse=fb.rmse if fb else math.nan)
-        if pp.domain == 'physics': rep['g_law_ok'] = g_law_ok(fa.g, g)
+        if pp.domain == 'physics': rep.update(g_law_ok=g_law_ok(fa.g, g), law_ok=law_ok(tr, fa, fb, radii, g))
         parts['accel_score'] = _closeness(fa.g - g, G_TOL * (g or GRAVITY))
-        parts['trajectory_score'] = _closeness(fb.rmse, RMSE_TOL) if fb else 0.0   # no path under the world's law fits
+        parts['trajectory_score'] = _graded(fb.rmse) if fb else 0.0   # no path under the world's law fits
         checks = prompt_checks(pp, fa)
         parts['prompt_score'] = float(np.mean(list(checks.values())))
         if pp.domain == 'physics':
@@ -381,6 +412,34 @@ def background_mask(tr: Track) -> np.ndarray:
     "[F, H, W] bool: pixels outside the tracked blobs dilated by one pixel (their faint rims included)."
     return ~ndimage.binary_dilation(tr.mask, structure=_IN_FRAME)
 
+# %% ../nbs/12_metrics.ipynb #a76ef009
+DIRECTION_SCENARIOS = ('move', 'two_objects')                  # prompts that state a direction per object
+PLACE_SCENARIOS = ('move', 'two_objects', 'bounce_walls')      # scenes whose start the world draws from `start_region`
+
+def start_region(d: float, r: float, L: float = WORLD_SIZE) -> tuple[float, float]:
+    "The interval the world draws a start coordinate from, for direction component `d` and radius `r` (its `_start`)."
+    return (r + 0.2, 0.6 * L) if d > 0 else (0.4 * L, L - r - 0.2) if d < 0 else (r + 0.5, L - r - 0.5)
+
+def place_ok(pp, fit: Fit, size: tuple[int, int]) -> bool:
+    "Every fitted start coordinate inside its `start_region` widened by one pixel of a clip of `size` (H, W)."
+    L = fit.scene.world_size
+    slack = (L / size[1], L / size[0])                            # one pixel along x (columns), y (rows)
+    for o, b in zip(pp.attributes['objects'], fit.scene.bodies):
+        d = DIRECTION_VECTORS[o['direction']] if o['direction'] else (0.0, 0.0)   # bounce_walls: no direction
+        for c in range(2):
+            lo, hi = start_region(d[c], b.radius, L)
+            if not lo - slack[c] <= b.pos[c] <= hi + slack[c]: return False
+    return True
+
+def follow_checks(pp, fit: Fit | None, size: tuple[int, int]) -> dict:
+    "`direction_ok`, `place_ok`: 1.0 / 0.0 (0.0 without a fit), NaN where the prompt's scenario has no such check."
+    out = dict(direction_ok=math.nan, place_ok=math.nan)
+    if pp.scenario in DIRECTION_SCENARIOS:
+        checks = prompt_checks(pp, fit) if fit else {}
+        out['direction_ok'] = float(fit is not None and all(v for k, v in checks.items() if k.startswith('direction_')))
+    if pp.scenario in PLACE_SCENARIOS: out['place_ok'] = float(fit is not None and place_ok(pp, fit, size))
+    return out
+
 # %% ../nbs/12_metrics.ipynb #83e46243
 VBENCH_RANGES = {'temporal_flickering': (0.6293, 1.0), 'motion_smoothness': (0.706, 0.9975)}   # VBench's NORMALIZE_DIC
 
@@ -395,16 +454,17 @@ def general_report(clip, prompt: str | None = None, fps: float | None = None, wo
                shape_ok=float(np.mean([tr.shape(k) == o['shape'] for k, o in enumerate(objs)])),
                temporal_flickering=temporal_flickering(frames, background_mask(tr)),
                motion_smoothness=motion_smoothness(frames), dynamic=float(dyn), flow_top5=float(np.mean(top)),
-               motion_rmse=math.nan)
+               motion_rmse=math.nan, area=blob_area(tr))
     for k, (lo, hi) in VBENCH_RANGES.items():
         rep[f'{k}_norm'] = float(np.clip((rep[k] - lo) / (hi - lo), 0, 1)) if np.isfinite(rep[k]) else 0.0
     parts = {'shape_ok': 1.0, 'temporal_flickering_norm': 1.0, 'motion_smoothness_norm': 1.0, 'dynamic': 0.5}
+    fit = fit_track(tr, pp.scenario, 'general', [o['shape'] for o in objs], g=0.0) if pp.domain == 'general' else None
+    rep.update(follow_checks(pp, fit, tr.size))
     if pp.domain == 'general':
-        fit = fit_track(tr, pp.scenario, 'general', [o['shape'] for o in objs], g=0.0)
         rep['motion_score'] = rep['prompt_score'] = 0.0
         if fit is not None:
             rep['motion_rmse'] = fit.rmse
-            rep['motion_score'] = _closeness(fit.rmse, RMSE_TOL)
+            rep['motion_score'] = _graded(fit.rmse)
             rep['prompt_score'] = float(np.mean(list(prompt_checks(pp, fit).values())))
         parts.update(motion_score=1.0, prompt_score=1.0)
     vals = [0.0 if not np.isfinite(rep[k]) else rep[k] for k in parts]

@@ -42,11 +42,9 @@ def frame_times(t_chunks: torch.Tensor, num_frames: int, block_size: int) -> tor
 # %% ../nbs/27_pretrain.ipynb #0f369381
 def text_embeddings(text, prompts: Sequence[str], device=None) -> tuple[torch.Tensor, torch.Tensor]:
     "Prompts -> (`[B, L, D]` embeddings with gradient, zero on padding; `[B, L]` bool mask) from a `TextEncoder`."
-    ids, mask = text.tokenize(list(prompts))
+    h, mask = text.embed(list(prompts))
     dev = device or text.device
-    h = text.model(input_ids=ids.to(text.device), attention_mask=mask.long().to(text.device)).last_hidden_state
-    mask = mask.to(h.device)
-    return h.masked_fill(~mask[..., None], 0).to(dev), mask.to(dev)
+    return h.to(dev), mask.to(dev)
 
 def flow_loss(model, text, x0: torch.Tensor, prompts: Sequence[str], t_chunks: torch.Tensor, noise: torch.Tensor,
               object_weight: float = 0.0, background: float = 1.0, first_chunk_weight: float = 1.0,
@@ -89,15 +87,21 @@ def self_history(model, text, x0: torch.Tensor, prompts: Sequence[str], share: f
 
 # %% ../nbs/27_pretrain.ipynb #39ed5fd3
 def random_student(name: str = 'self_forcing', seed: int = 0, device='cpu', prediction: str | None = None,
-                   transformer: dict | None = None, shift: float | None = None, frames_per_latent: int = 2):
+                   transformer: dict | None = None, shift: float | None = None, frames_per_latent: int = 2,
+                   block_size: int | None = None):
     """A tiny `Student` of preset `name` with random weights from `seed` (what pretraining starts from);
     `prediction` ('flow' | 'sample' | 'edm') overrides the preset's output head, `transformer` entries its
     `WanTransformer3DModel` config (e.g. `{'patch_size': (1, 2, 2)}`; saved with the student, so it loads back),
     `shift` the preset's (E3) shift of its few-step sigmas (also saved), `frames_per_latent` its codec's pixel
-    frames per latent frame (`tiny_layout`; applied before `transformer`)."""
+    frames per latent frame (`tiny_layout`; applied before `transformer`), `block_size` its AR block in latent frames
+    (e.g. 1: frame-wise, as Causal-Forcing ships; saved with the student)."""
     from diffusers import WanTransformer3DModel
     from afd_nb.student import CausalWan, Student, get_preset, tiny_layout
     p = tiny_layout(get_preset(name, 'tiny'), frames_per_latent)
+    if block_size is not None:
+        if block_size < 1 or p.num_frames % block_size:
+            raise ValueError(f"block_size must divide the clip's {p.num_frames} latent frames, got {block_size!r}")
+        p = dataclasses.replace(p, block_size=int(block_size))
     if prediction: p = dataclasses.replace(p, prediction=prediction)
     if shift is not None:
         if not shift > 0: raise ValueError(f"shift must be > 0 (E3), got {shift!r}")
@@ -119,7 +123,9 @@ class PretrainConfig:
     iterations: int = 600
     batch_size: int = 8
     lr: float = 1e-3
-    text_lr: float | None = None         # default: lr
+    text_lr: float | None = None         # umT5's lr; default: lr; 0 freezes it (attribute tokens train at lr)
+    first_chunk_steps: int = 0           # phase 1: this many steps on chunk 0 alone (no history), then full clips
+    first_chunk_batch: int = 32          # clips per phase-1 step (a chunk-0 sample costs a fraction of a clip)
     weight_decay: float = 1e-4
     warmup: int = 30
     grad_clip: float = 1.0
@@ -145,7 +151,10 @@ class PretrainConfig:
             ('iterations', self.iterations > 0, '> 0'), ('batch_size', self.batch_size > 0, '> 0'),
             ('lr', self.lr > 0, '> 0'), ('warmup', self.warmup >= 1, '>= 1'),
             ('ema_decay', 0 <= self.ema_decay < 1, 'in [0, 1)'), ('sigma_mix', 0 <= self.sigma_mix <= 1, 'in [0, 1]'),
-            ('self_history', 0 <= self.self_history <= 1, 'in [0, 1]'), ('t_shift', self.t_shift > 0, '> 0')] if not ok]
+            ('self_history', 0 <= self.self_history <= 1, 'in [0, 1]'), ('t_shift', self.t_shift > 0, '> 0'),
+            ('first_chunk_steps', 0 <= self.first_chunk_steps < self.iterations, 'in [0, iterations)'),
+            ('first_chunk_batch', self.first_chunk_batch > 0, '> 0'),
+            ('text_lr', self.text_lr is None or self.text_lr >= 0, 'None or >= 0')] if not ok]
         if bad: raise ValueError("PretrainConfig: " + "; ".join(bad))
 
     def recipe(self) -> dict:
@@ -154,9 +163,12 @@ class PretrainConfig:
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
 
     def lr_at(self, step: int) -> float:
-        "Linear warmup, then cosine decay to 10% of `lr` at `iterations`."
-        if step < self.warmup: return self.lr * (step + 1) / self.warmup
-        p = min(1.0, (step - self.warmup) / max(1, self.iterations - self.warmup))
+        "Per phase (chunk 0, then full clips): linear warmup, then cosine decay to 10% of `lr` at the phase's end."
+        first = step < self.first_chunk_steps
+        start, end = (0, self.first_chunk_steps) if first else (self.first_chunk_steps, self.iterations)
+        s = step - start
+        if s < self.warmup: return self.lr * (s + 1) / self.warmup
+        p = min(1.0, (s - self.warmup) / max(1, end - start - self.warmup))
         return self.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p)))
 
 # %% ../nbs/27_pretrain.ipynb #bb8ca55f
@@ -170,14 +182,16 @@ def ema_update(ema: Sequence[torch.Tensor], params: Sequence[torch.Tensor], deca
     torch._foreach_lerp_(list(ema), list(params), 1.0 - decay)
 
 def trainable(student, text) -> list[torch.nn.Parameter]:
-    "The parameters pretraining updates: the transformer's, then the text encoder's."
-    return list(student.transformer.parameters()) + list(text.model.parameters())
+    "The parameters pretraining updates: the transformer's, the text encoder's, then its attribute tokens' if any."
+    attrs = list(text.attributes.parameters()) if text.attributes is not None else []
+    return list(student.transformer.parameters()) + list(text.model.parameters()) + attrs
 
 # %% ../nbs/27_pretrain.ipynb #470baf18
 def _state_tensors(student, text) -> dict[str, torch.Tensor]:
     "Transformer and text-encoder tensors by prefixed name; tied tensors (umT5's embeddings) kept once."
     out, seen = {}, set()
-    for pre, m in (('transformer.', student.transformer), ('text.', text.model)):
+    mods = (('transformer.', student.transformer), ('text.', text.model), ('attributes.', text.attributes))
+    for pre, m in [(pre, m) for pre, m in mods if m is not None]:
         for k, v in m.state_dict(keep_vars=False).items():
             if v.data_ptr() in seen: continue
             seen.add(v.data_ptr()); out[pre + k] = v
@@ -193,20 +207,27 @@ def _load_tensors(student, text, sd: dict) -> None:
     if missing or unexpected:
         raise ValueError(f"text-encoder weights do not fit this encoder: missing {[ks[0] for ks in missing]}, "
                          f"unexpected {unexpected}; was the checkpoint made with another text config?")
+    asd = {k[11:]: v for k, v in sd.items() if k.startswith('attributes.')}
+    if bool(asd) != (text.attributes is not None):
+        raise ValueError(f"the checkpoint {'has' if asd else 'has no'} attribute tokens and this text encoder "
+                         f"{'has none' if asd else 'has them'}: resume with the same text encoder")
     student.transformer.load_state_dict({k[12:]: v for k, v in sd.items() if k.startswith('transformer.')})
     text.model.load_state_dict(tsd, strict=False)
+    if asd: text.attributes.load_state_dict(asd)
 
 class PretrainRun:
     "Live `student` + `text`, their EMA copies (`ema_student` with `ema_student.text`), AdamW, `step`, `history`."
     def __init__(self, student, text, cfg: PretrainConfig, out_dir: str | Path):
         from afd_nb.student import Student
         self.student, self.text, self.cfg, self.out = student, text, cfg, Path(out_dir)
-        text.model.requires_grad_(True)
-        ema_text = copy.deepcopy(text); ema_text.model.requires_grad_(False)
+        tl = cfg.lr if cfg.text_lr is None else cfg.text_lr
+        text.model.requires_grad_(tl > 0)   # text_lr 0: umT5 stays at its initialisation (no backward through it)
+        if text.attributes is not None: text.attributes.requires_grad_(True)
+        ema_text = copy.deepcopy(text).requires_grad_(False)
         self.ema_student = Student(copy.deepcopy(student.model).eval().requires_grad_(False), student.preset,
                                    text=ema_text, codec=student.codec, source='pretrain EMA')
-        tl = cfg.text_lr or cfg.lr
-        self.opt = torch.optim.AdamW([{'params': list(student.transformer.parameters()), 'lr_scale': 1.0},
+        attrs = list(text.attributes.parameters()) if text.attributes is not None else []
+        self.opt = torch.optim.AdamW([{'params': list(student.transformer.parameters()) + attrs, 'lr_scale': 1.0},
                                       {'params': list(text.model.parameters()), 'lr_scale': tl / cfg.lr}],
                                      lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.step, self.history, self.train_seconds = 0, [], 0.0
@@ -281,16 +302,19 @@ def _train_step(self: PretrainRun, corpus: Corpus) -> dict:
     "One optimisation step on a batch drawn by `step_generator(seed, step)`; returns its log record."
     cfg, st = self.cfg, self.student
     g = step_generator(cfg.seed, self.step)
-    idx = torch.randint(len(corpus), (cfg.batch_size,), generator=g)
+    first = self.step < cfg.first_chunk_steps   # phase 1: chunk 0 alone, where the layout is decided
+    B = cfg.first_chunk_batch if first else cfg.batch_size
+    idx = torch.randint(len(corpus), (B,), generator=g)
     pix, prompts = corpus.batch(idx)
     x0 = st.codec.encode(pix.to(st.device, st.model.dtype))
+    if first: x0 = x0[:, :, :st.model.block_size]
     K = math.ceil(x0.shape[2] / st.model.block_size)
     sig = timesteps_to_sigmas(st.preset.timesteps, cfg.t_shift)   # the training schedule, not the sampler's (E3)
-    t = chunk_times(cfg.batch_size, K, sig, cfg.sigma_mix, g, cfg.t_shift)
+    t = chunk_times(B, K, sig, cfg.sigma_mix, g, cfg.t_shift)
     noise = torch.randn(x0.shape, generator=g).to(x0)
     st.model.train(); self.text.model.train()
     hist = (self_history(st.model, self.text, x0, prompts, cfg.self_history, sig[-2:], g)
-            if cfg.self_history > 0 else None)
+            if cfg.self_history > 0 and not first else None)
     target = _mean_targets(st, corpus, idx, x0, t) if cfg.mean_target else x0
     loss = flow_loss(st.model, self.text, target, prompts, t, noise, cfg.object_weight, first_chunk_weight=cfg.first_chunk_weight,
                      history=x0 if hist is None else hist, sigma_power=cfg.sigma_power, head_weight=cfg.head_weight)
@@ -303,7 +327,7 @@ def _train_step(self: PretrainRun, corpus: Corpus) -> dict:
     ema_update(self.ema_tensors(), trainable(st, self.text), min(cfg.ema_decay, (1 + self.step) / (10 + self.step)))
     self.ema_student.text.clear_cache()   # its weights just moved: cached prompt embeddings are stale
     self.step += 1
-    return {'step': self.step, 'loss': loss.item(), 'grad_norm': float(gn), 'lr': lr}
+    return {'step': self.step, 'loss': loss.item(), 'grad_norm': float(gn), 'lr': lr, 'phase': 1 if first else 2}
 
 PretrainRun.train_step = _train_step
 

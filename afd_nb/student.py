@@ -81,10 +81,10 @@ class CausalWan(nn.Module):
         self.transformer = transformer
         self.block_size, self.sigmas, self.num_frames, self.latent_hw = block_size, tuple(sigmas), num_frames, tuple(latent_hw)
         self.prediction, self.min_sigma = prediction, min_sigma
-        self.coord_channels = c.in_channels - c.out_channels   # extra input planes: the grid's (x, y) coordinates
-        if self.coord_channels not in (0, 2):
+        self.coord_channels = c.in_channels - c.out_channels   # extra input planes: (x, y) and the in-block time
+        if self.coord_channels not in (0, 2, 3):
             raise ValueError(f"in_channels ({c.in_channels}) must equal out_channels ({c.out_channels}), or exceed it by 2 "
-                             "for the (x, y) coordinate planes CausalWan appends to the latents")
+                             "(x, y coordinate planes) or 3 (x, y and in-block time) for the planes CausalWan appends")
         self.eta = 1.0                # re-noise with fresh noise (METHOD); `few_step_sample`'s eta
         install_processors(transformer)
         self._ropes: dict = {}
@@ -110,6 +110,18 @@ class CausalWan(nn.Module):
         proj = ce.time_proj(ce.act_fn(temb))
         return temb.view(*t_model.shape, -1), proj.view(*t_model.shape, 6, -1)
 
+    def _coord_planes(self, positions: tuple[int, ...], B: int, H: int, W: int) -> torch.Tensor:
+        """`[B, 2 or 3, Fs, H, W]`: x and y in [-1, 1], and (3 planes) each frame's place in its AR block in [-1, 1].
+        RoPE is relative: in pure noise only these planes say where a token is and which frame of its block it is."""
+        yy, xx = torch.meshgrid(torch.linspace(-1, 1, H, device=self.device), torch.linspace(-1, 1, W, device=self.device),
+                                indexing='ij')
+        planes = torch.stack([xx, yy])[:, None].expand(2, len(positions), H, W)
+        if self.coord_channels == 3:
+            b = self.block_size
+            t = torch.tensor([2 * (q % b) / max(b - 1, 1) - 1 for q in positions], device=self.device)
+            planes = torch.cat([planes, t[None, :, None, None].expand(1, len(positions), H, W)])
+        return planes[None].expand(B, -1, -1, -1, -1)
+
     def _rope(self, positions: tuple[int, ...], grid: tuple[int, int]) -> torch.Tensor:
         key = (positions, grid, self.device)
         if key not in self._ropes:
@@ -127,9 +139,7 @@ class CausalWan(nn.Module):
         n = gh * gw
         rope = self._rope(positions, (gh, gw))
         x_in = x.to(self.device, self.dtype)
-        if self.coord_channels:   # RoPE is relative: these planes say where a token is, even in pure noise
-            yy, xx = torch.meshgrid(torch.linspace(-1, 1, H, device=x_in.device), torch.linspace(-1, 1, W, device=x_in.device), indexing='ij')
-            x_in = torch.cat([x_in, torch.stack([xx, yy]).to(x_in.dtype)[None, :, None].expand(B, 2, Fs, H, W)], 1)
+        if self.coord_channels: x_in = torch.cat([x_in, self._coord_planes(positions, B, H, W).to(x_in)], 1)
         h = m.patch_embedding(x_in).flatten(2).transpose(1, 2).contiguous()
         temb, proj = self._time(t_model)
         mod = proj.float()

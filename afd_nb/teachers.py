@@ -20,7 +20,7 @@ import numpy as np
 
 from .core import data_samples_dir, get_settings, runs_dir
 from .video import Clip, CorruptVideoError, read_video, write_video
-from .world import parse_prompt, render, sample_prompts, scene_from_prompt
+from .world import parse_prompt, render, sample_prompts, scene_from_prompt, world_scenarios
 
 try: import fcntl
 except ImportError: fcntl = None  # no fcntl (Windows): the cache then runs without locks
@@ -28,7 +28,8 @@ except ImportError: fcntl = None  # no fcntl (Windows): the cache then runs with
 # %% auto #0
 __all__ = ['TEACHER_NAMES', 'PROMPT_SPLITS', 'TeacherError', 'Teacher', 'PhysicsTeacher', 'read_manifest', 'FolderTeacher',
            'HTTPTeacher', 'TeacherServer', 'DiffusersTeacher', 'tiny_wan_pipeline', 'default_cache_dir',
-           'CachedTeacher', 'load_teacher', 'make_prompt_splits', 'prompts_path', 'load_prompts', 'write_data_samples']
+           'CachedTeacher', 'load_teacher', 'interleave', 'make_prompt_splits', 'prompts_path', 'load_prompts',
+           'write_data_samples']
 
 # %% ../nbs/11_teachers.ipynb #af34d1bf
 class TeacherError(RuntimeError):
@@ -480,12 +481,33 @@ def load_teacher(name: str | None = None, cache: bool | str | Path = False, **kw
     return CachedTeacher(t, None if cache is True else cache) if cache else t
 
 # %% ../nbs/11_teachers.ipynb #4090d59d
-PROMPT_SPLITS = {'physics': dict(train=64, eval=32, seed=2000), 'general': dict(train=256, eval=32, seed=1000)}
+# Prompts per scenario of the benchmark world. Physics: a third each. General: 7/8 `move`, 1/8 `bounce_walls`,
+# because the grammar has only 18 distinct bounce_walls sentences (6 colours x 3 sizes) and the splits are distinct.
+PROMPT_SPLITS = {'physics': dict(train={'drop': 22, 'throw': 21, 'collision': 21},
+                                 eval={'drop': 11, 'throw': 11, 'collision': 10}, seed=2000),
+                 'general': dict(train={'move': 84, 'bounce_walls': 12}, eval={'move': 28, 'bounce_walls': 4}, seed=1000)}
 
-def make_prompt_splits(domain: str, train: int, eval: int, seed: int) -> dict[str, list[str]]:
-    "Disjoint `{'train': [...], 'eval': [...]}` of distinct `domain` prompts, from `sample_prompts(..., unique=True)`."
-    pool = sample_prompts(domain, train + eval, seed=seed, unique=True)
-    return {'train': pool[:train], 'eval': pool[train:]}
+def interleave(groups: dict[str, list]) -> list:
+    "The items of `groups` in one list in which every prefix keeps the groups' proportions (largest deficit first)."
+    n = {k: len(v) for k, v in groups.items()}; total, taken, out = sum(n.values()), dict.fromkeys(groups, 0), []
+    for i in range(total):
+        k = max((k for k in groups if taken[k] < n[k]), key=lambda k: (i + 1) * n[k] / total - taken[k])
+        out.append(groups[k][taken[k]]); taken[k] += 1
+    return out
+
+def make_prompt_splits(domain: str, train: dict[str, int], eval: dict[str, int], seed: int,
+                       world: str = 'benchmark') -> dict[str, list[str]]:
+    """Disjoint `{'train': [...], 'eval': [...]}` of distinct `domain` prompts with `train[scenario]` /
+    `eval[scenario]` prompts of each scenario, interleaved so that any prefix (e.g. the job's first 16 eval
+    prompts) keeps the proportions."""
+    if missing := sorted(set(world_scenarios(domain, world)) - set(train) - set(eval)):
+        raise ValueError(f"the {domain} split leaves out scenario(s) {missing} of the {world!r} world")
+    split = {'train': {}, 'eval': {}}
+    for j, scen in enumerate(dict.fromkeys([*eval, *train])):
+        ne, nt = eval.get(scen, 0), train.get(scen, 0)
+        pool = sample_prompts(domain, ne + nt, seed=seed + j, unique=True, world=world, scenarios=[scen])
+        split['eval'][scen], split['train'][scen] = pool[:ne], pool[ne:]
+    return {s: interleave(g) for s, g in split.items()}
 
 def prompts_path(domain: str, split: str, root: str | Path | None = None) -> Path:
     return Path(root or data_samples_dir())/'prompts'/f"{domain}_{split}.txt"

@@ -13,8 +13,9 @@ import torch
 from .core import default_device, default_dtype, get_settings
 
 # %% auto #0
-__all__ = ['SPECIAL_TOKENS', 'PUNCTUATION', 'TEXT_SIZES', 'TINY_MAX_LENGTH', 'REAL_MAX_LENGTH', 'build_world_tokenizer',
-           'umt5_xxl_config', 'tiny_umt5_config', 'clean_prompt', 'TextEncoder', 'build_tiny_text_encoder',
+__all__ = ['SPECIAL_TOKENS', 'PUNCTUATION', 'ATTRIBUTE_SLOTS', 'ATTRIBUTE_FILE', 'TEXT_SIZES', 'TINY_MAX_LENGTH',
+           'REAL_MAX_LENGTH', 'build_world_tokenizer', 'umt5_xxl_config', 'tiny_umt5_config', 'clean_prompt',
+           'TextEncoder', 'attribute_values', 'prompt_attributes', 'AttributeTokens', 'build_tiny_text_encoder',
            'load_text_encoder']
 
 # %% ../nbs/22_text.ipynb #dc64e6d2
@@ -68,9 +69,10 @@ def clean_prompt(text: str) -> str:
 
 class TextEncoder(torch.nn.Module):
     "A frozen `UMT5EncoderModel` + tokenizer: prompts -> embeddings `[B, L, D]` (zero on padding) and mask `[B, L]` bool."
-    def __init__(self, model, tokenizer, max_length: int, max_cache: int = 4096):
+    def __init__(self, model, tokenizer, max_length: int, max_cache: int = 4096, attributes=None):
         super().__init__()
         self.model = model.eval().requires_grad_(False)
+        self.attributes = attributes.requires_grad_(False) if attributes is not None else None   # `AttributeTokens`
         self.tokenizer, self.max_length, self.max_cache = tokenizer, int(max_length), max_cache
         self._cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
@@ -89,13 +91,22 @@ class TextEncoder(torch.nn.Module):
                            truncation=True, add_special_tokens=True, return_attention_mask=True, return_tensors='pt')
         return t.input_ids, t.attention_mask.bool()
 
-    @torch.no_grad()
-    def encode(self, prompts: Sequence[str], device: str | torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        "Prompts -> embeddings `[B, L, D]` (encoder dtype, zero where padded) and mask `[B, L]` bool, on `device`."
+    def embed(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prompts -> embeddings `[B, L + S, D]` (zero where padded) and mask `[B, L + S]` bool, with gradient where the
+        weights require it: `L = max_length` umT5 tokens, then the `S` attribute tokens if the encoder has them."""
         ids, mask = self.tokenize(prompts)
         mask = mask.to(self.device)
         h = self.model(input_ids=ids.to(self.device), attention_mask=mask.long()).last_hidden_state
         h = h.masked_fill(~mask[..., None], 0)
+        if self.attributes is not None:
+            a = self.attributes(prompts).to(h)
+            h, mask = torch.cat([h, a], 1), torch.cat([mask, mask.new_ones(a.shape[:2])], 1)
+        return h, mask
+
+    @torch.no_grad()
+    def encode(self, prompts: Sequence[str], device: str | torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        "Prompts -> embeddings `[B, L, D]` (encoder dtype, zero where padded) and mask `[B, L]` bool, on `device`."
+        h, mask = self.embed(prompts)
         device = device or self.device
         return h.to(device), mask.to(device)
 
@@ -122,6 +133,7 @@ class TextEncoder(torch.nn.Module):
         self.model.save_pretrained(folder)
         self.tokenizer.model_max_length = self.max_length
         self.tokenizer.save_pretrained(folder)
+        if self.attributes is not None: self.attributes.save(folder)
         return folder
 
     @classmethod
@@ -139,20 +151,87 @@ class TextEncoder(torch.nn.Module):
         tok = AutoTokenizer.from_pretrained(tdir, local_files_only=True)
         model = UMT5EncoderModel.from_pretrained(mdir, local_files_only=True, dtype=default_dtype(device, dtype))
         if max_length is None: max_length = tok.model_max_length if tok.model_max_length <= 4096 else 512
-        return cls(model.to(device), tok, max_length)
+        attrs = AttributeTokens.load(mdir).to(device) if (mdir/ATTRIBUTE_FILE).exists() else None
+        return cls(model.to(device), tok, max_length, attributes=attrs)
+
+# %% ../nbs/22_text.ipynb #358cb181
+ATTRIBUTE_SLOTS = ('scenario', 'shape', 'color', 'size', 'direction', 'speed', 'place', 'shape2', 'color2', 'size2')
+ATTRIBUTE_FILE = 'attributes.safetensors'
+
+def attribute_values() -> dict[str, tuple[str, ...]]:
+    "The values of each slot of `ATTRIBUTE_SLOTS` in the world's grammar; '-' where a prompt leaves it unsaid."
+    from afd_nb.world import COLORS, DIRECTIONS, PLACES, SCENARIOS, SHAPES
+    size, obj = ('-', 'small', 'big'), lambda v: ('-', *v)
+    return {'scenario': tuple(s for d in SCENARIOS.values() for s in d), 'shape': tuple(SHAPES), 'color': tuple(COLORS),
+            'size': size, 'direction': obj(DIRECTIONS), 'speed': ('-', 'slowly', 'quickly'), 'place': obj(PLACES),
+            'shape2': obj(SHAPES), 'color2': obj(COLORS), 'size2': size}
+
+def prompt_attributes(prompt: str) -> dict[str, str]:
+    "A grammar prompt -> `{slot: value}` for every slot of `ATTRIBUTE_SLOTS` ('-' where unsaid)."
+    from afd_nb.world import parse_prompt
+    pp = parse_prompt(prompt)
+    o = pp.attributes['objects']
+    out = {'scenario': pp.scenario, 'place': pp.attributes.get('place') or '-'}
+    for k, key in ((0, ''), (1, '2')):
+        ok = k < len(o)
+        out[f'shape{key}'] = o[k]['shape'] if ok else '-'
+        out[f'color{key}'] = o[k]['color'] if ok else '-'
+        out[f'size{key}'] = (o[k]['size'] or '-') if ok else '-'
+    out['direction'], out['speed'] = o[0]['direction'] or '-', o[0]['speed'] or '-'
+    return out
+
+
+# %% ../nbs/22_text.ipynb #ab37caa3
+class AttributeTokens(torch.nn.Module):
+    "A learned table: grammar prompts -> one token per slot, `[B, len(ATTRIBUTE_SLOTS), dim]`."
+    def __init__(self, dim: int, seed: int = 0):
+        super().__init__()
+        vals = attribute_values()
+        self.index = {(s, v): i for i, (s, v) in enumerate((s, v) for s in ATTRIBUTE_SLOTS for v in vals[s])}
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.table = torch.nn.Embedding(len(self.index), dim)   # N(0, 1): the scale of umT5's normed output
+
+    def ids(self, prompts: Sequence[str]) -> torch.Tensor:
+        "Prompts -> row ids `[B, S]` (long); a prompt outside the grammar raises `parse_prompt`'s error."
+        if isinstance(prompts, str): prompts = [prompts]
+        rows = [[self.index[s, a[s]] for s in ATTRIBUTE_SLOTS] for a in map(prompt_attributes, prompts)]
+        return torch.tensor(rows, dtype=torch.long, device=self.table.weight.device)
+
+    def forward(self, prompts: Sequence[str]) -> torch.Tensor: return self.table(self.ids(prompts))
+
+    def save(self, folder: str | Path) -> Path:
+        from safetensors.torch import save_file
+        save_file({'table': self.table.weight.detach().cpu().contiguous()}, Path(folder)/ATTRIBUTE_FILE)
+        return Path(folder)/ATTRIBUTE_FILE
+
+    @classmethod
+    def load(cls, folder: str | Path) -> 'AttributeTokens':
+        from safetensors.torch import load_file
+        w = load_file(Path(folder)/ATTRIBUTE_FILE)['table']
+        out = cls(w.shape[1])
+        if w.shape != out.table.weight.shape:
+            raise ValueError(f"{folder}/{ATTRIBUTE_FILE} holds {w.shape[0]} rows, this grammar needs "
+                             f"{out.table.weight.shape[0]}: it was saved with another world vocabulary")
+        out.table.weight.data.copy_(w)
+        return out
+
 
 # %% ../nbs/22_text.ipynb #681d20d6
 TEXT_SIZES = ('tiny', 'real')
 TINY_MAX_LENGTH, REAL_MAX_LENGTH = 32, 512  # the world's longest sentence is 23 words + [EOS]
 
-def build_tiny_text_encoder(words: Sequence[str], seed: int = 0, max_length: int = TINY_MAX_LENGTH) -> TextEncoder:
-    "A tiny `UMT5EncoderModel` (random weights from `seed`) with the world tokenizer of `words`; fp32 on the CPU."
+def build_tiny_text_encoder(words: Sequence[str], seed: int = 0, max_length: int = TINY_MAX_LENGTH,
+                            attributes: bool = False) -> TextEncoder:
+    """A tiny `UMT5EncoderModel` (random weights from `seed`) with the world tokenizer of `words`; fp32 on the CPU.
+    `attributes`: add the world's `AttributeTokens` (random, from `seed`) after the umT5 tokens."""
     from transformers import UMT5EncoderModel
     tok = build_world_tokenizer(words, max_length)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = UMT5EncoderModel(tiny_umt5_config(len(tok.get_vocab())))
-    return TextEncoder(model, tok, max_length)
+    attrs = AttributeTokens(model.config.d_model, seed) if attributes else None
+    return TextEncoder(model, tok, max_length, attributes=attrs)
 
 def _world_words() -> list[str]:
     try: from afd_nb.world import vocabulary
@@ -168,11 +247,15 @@ def _umt5_path() -> Path:
     raise FileNotFoundError(f"no umT5 text encoder: set `umt5` in {s.source or 'settings.ini'} (or AFD_UMT5=/path), "
                             "a folder with the encoder and its tokenizer, or `wan_base`; or pass path=")
 
-def load_text_encoder(size: str = 'tiny', path: str | Path | None = None, device: str | torch.device | None = None) -> TextEncoder:
-    "`'tiny'`: the world's tiny umT5 (built, or loaded from `path`), fp32; `'real'`: umT5-xxl from `path` / settings `umt5`."
+def load_text_encoder(size: str = 'tiny', path: str | Path | None = None, device: str | torch.device | None = None,
+                      attributes: bool = False) -> TextEncoder:
+    """`'tiny'`: the world's tiny umT5 (built, with `AttributeTokens` if `attributes`, or loaded from `path` with
+    whatever it saved), fp32; `'real'`: umT5-xxl from `path` / settings `umt5`."""
     if size not in TEXT_SIZES: raise ValueError(f"unknown text encoder size {size!r}; valid sizes: {', '.join(TEXT_SIZES)}")
+    if attributes and (size == 'real' or path is not None):
+        raise ValueError("attributes=True builds a new tiny encoder; a saved folder brings its own attribute tokens")
     device = default_device(device)
     if size == 'tiny':
         if path is not None: return TextEncoder.from_pretrained(path, device=device, dtype=torch.float32)
-        return build_tiny_text_encoder(_world_words()).to(device)
+        return build_tiny_text_encoder(_world_words(), attributes=attributes).to(device)
     return TextEncoder.from_pretrained(path or _umt5_path(), max_length=REAL_MAX_LENGTH, device=device)

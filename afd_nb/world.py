@@ -6,15 +6,16 @@
 from __future__ import annotations
 import math, re, zlib
 from dataclasses import dataclass, replace
+from typing import Sequence
 
 import numpy as np
 
 # %% auto #0
-__all__ = ['WORLD_SIZE', 'GRAVITY', 'DURATION', 'REST_HEIGHT', 'COLORS', 'SHAPES', 'DOMAINS', 'SCENARIOS', 'SIZES', 'SPEEDS',
-           'THROW_SPEEDS', 'RESTITUTION_RANGE', 'DIRECTIONS', 'DIRECTION_VECTORS', 'PLACES', 'PHYSICS_VARIANTS',
-           'GRAVITY_FACTORS', 'Body', 'Scene', 'Event', 'Trajectory', 'simulate', 'frame_times', 'world_to_pixel',
-           'pixel_to_world', 'draw', 'render', 'ParsedPrompt', 'prompt_text', 'vocabulary', 'parse_prompt',
-           'scene_from_prompt', 'sample_prompts', 'physics_variant']
+__all__ = ['WORLD_SIZE', 'GRAVITY', 'DURATION', 'REST_HEIGHT', 'COLORS', 'SHAPES', 'DOMAINS', 'SCENARIOS', 'WORLDS', 'SIZES',
+           'SPEEDS', 'THROW_SPEEDS', 'RESTITUTION_RANGE', 'DIRECTIONS', 'DIRECTION_VECTORS', 'PLACES',
+           'PHYSICS_VARIANTS', 'GRAVITY_FACTORS', 'Body', 'Scene', 'Event', 'Trajectory', 'simulate', 'frame_times',
+           'world_to_pixel', 'pixel_to_world', 'draw', 'render', 'ParsedPrompt', 'prompt_text', 'vocabulary',
+           'parse_prompt', 'scene_from_prompt', 'world_scenarios', 'sample_prompts', 'physics_variant']
 
 # %% ../nbs/10_world.ipynb #1b41e808
 WORLD_SIZE = 10.0      # box side, world units
@@ -28,6 +29,11 @@ COLORS: dict[str, tuple[int, int, int]] = {
 SHAPES = ('ball', 'square')
 DOMAINS = ('general', 'physics')
 SCENARIOS = {'general': ('move', 'bounce_walls', 'two_objects'), 'physics': ('drop', 'throw', 'collision')}
+# The benchmark world (the default) is what a 2-core CPU can teach a tiny student: balls only, one object in the
+# general domain (issue 25). 'full' keeps squares and two-object general scenes as an opt-in.
+WORLDS = {'benchmark': {'shapes': ('ball',), 'scenarios': {'general': ('move', 'bounce_walls'),
+                                                           'physics': ('drop', 'throw', 'collision')}},
+          'full': {'shapes': SHAPES, 'scenarios': SCENARIOS}}
 
 # %% ../nbs/10_world.ipynb #806fe232
 @dataclass
@@ -445,28 +451,38 @@ def _random_object(rng, shapes, motion: bool, color: str | None = None) -> dict:
             'direction': pick(list(DIRECTIONS)) if motion else None,
             'speed': pick([None, None, 'slowly', 'quickly']) if motion else None}
 
-def _random_attributes(scen: str, rng) -> dict:
+def _random_attributes(scen: str, rng, shapes=SHAPES) -> dict:
     if scen in ('move', 'bounce_walls'):
-        return {'objects': (_random_object(rng, SHAPES, scen == 'move'),), 'place': None}
+        return {'objects': (_random_object(rng, shapes, scen == 'move'),), 'place': None}
     if scen in ('two_objects', 'collision'):
         c1, c2 = rng.choice(list(COLORS), 2, replace=False)
-        shapes = SHAPES if scen == 'two_objects' else ('ball',)
+        shapes = shapes if scen == 'two_objects' else ('ball',)
         return {'objects': tuple(_random_object(rng, shapes, scen == 'two_objects', str(c)) for c in (c1, c2)), 'place': None}
     o = _random_object(rng, ('ball',), scen == 'throw')
     if scen == 'throw': o['direction'] = str(rng.choice(['right', 'left']))
     return {'objects': (o,), 'place': str(rng.choice(PLACES)) if scen == 'drop' else None}
 
-def sample_prompts(domain: str, n: int, seed: int = 0, unique: bool = False) -> list[str]:
-    "`n` grammar sentences of `domain` ('general' or 'physics'), scenarios in turn; `unique` drops repeats."
+def world_scenarios(domain: str, world: str = 'benchmark') -> tuple[str, ...]:
+    "The scenarios of `domain` in `world` ('benchmark': the default, ball-only and single-object general; 'full')."
+    if world not in WORLDS: raise ValueError(f"unknown world {world!r}; use one of {tuple(WORLDS)}")
     if domain not in DOMAINS: raise ValueError(f"unknown domain {domain!r}; use one of {DOMAINS}")
+    return WORLDS[world]['scenarios'][domain]
+
+def sample_prompts(domain: str, n: int, seed: int = 0, unique: bool = False, world: str = 'benchmark',
+                   scenarios: Sequence[str] | None = None) -> list[str]:
+    """`n` grammar sentences of `domain` ('general' or 'physics') in `world`, its scenarios (or `scenarios`) in
+    turn; `unique` drops repeats."""
+    scens = tuple(scenarios) if scenarios is not None else world_scenarios(domain, world)
+    if bad := [s for s in scens if s not in world_scenarios(domain, world)]:
+        raise ValueError(f"scenario(s) {bad} are not in the {world!r} world's {domain} domain {world_scenarios(domain, world)}")
     rng, out, seen = np.random.default_rng(seed), [], set()
     for i in range(1000 * n + 100):
         if len(out) == n: return out
-        scen = SCENARIOS[domain][i % len(SCENARIOS[domain])]
-        p = prompt_text(scen, _random_attributes(scen, rng))
+        scen = scens[i % len(scens)]
+        p = prompt_text(scen, _random_attributes(scen, rng, WORLDS[world]['shapes']))
         if unique and p in seen: continue
         seen.add(p); out.append(p)
-    raise ValueError(f"could not draw {n} distinct {domain} prompts; ask for fewer")
+    raise ValueError(f"could not draw {n} distinct {domain} prompts of {scens} in the {world!r} world; ask for fewer")
 
 # %% ../nbs/10_world.ipynb #5ad3a2ca
 PHYSICS_VARIANTS = ('true', 'no_gravity', 'constant_speed', 'no_bounce', 'weak_gravity', 'strong_gravity')
