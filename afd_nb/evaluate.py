@@ -14,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .core import batch_to_frames
-from .metrics import physics_report, general_report, aggregate_reports
+from .metrics import physics_report, general_report, aggregate_reports, DIRECTION_SCENARIOS, PLACE_SCENARIOS
 from .video import Clip, frame_grid
 from .world import parse_prompt
 
@@ -43,10 +43,10 @@ class EvalResult:
     summary: dict = field(default_factory=dict)
 
     def headline(self) -> dict:
-        "The few numbers notebooks print: mean physics/general score and coverage rates, per domain."
+        "The few numbers notebooks print, per domain: mean score, coverage, prompt-following and law checks, blob area."
         out = {}
         for dom, agg in self.summary.items():
-            for k in ('physics_score', 'general_score', 'found', 'object_ok'):
+            for k in ('physics_score', 'law_ok', 'general_score', 'found', 'object_ok', 'direction_ok', 'place_ok', 'area'):
                 if k in agg: out[f'{dom}/{k}'] = agg[k]['mean']
             if agg.get('scoring_error', {}).get('mean', 0.0) > 0:   # clips scored 0 because scoring raised: say so
                 out[f'{dom}/scoring_error'] = agg['scoring_error']['mean']
@@ -61,7 +61,9 @@ def failed_report(prompt: str, err: Exception) -> dict:
     pp = parse_prompt(prompt)
     r = {'domain': pp.domain, 'scenario': pp.scenario, 'found': 0.0, 'scoring_error': 1.0,
          'physics_score' if pp.domain == 'physics' else 'general_score': 0.0, 'error': repr(err)[:300], 'prompt': prompt}
-    if pp.domain == 'general': r['object_ok'] = 0.0
+    if pp.domain == 'physics': r['law_ok'] = 0.0
+    else: r.update(object_ok=0.0, **{k: 0.0 for k, scen in (('direction_ok', DIRECTION_SCENARIOS), ('place_ok', PLACE_SCENARIOS))
+                                     if pp.scenario in scen})
     return r
 
 def evaluate_clips(clips: Sequence[Clip], prompts: Sequence[str] | None = None, progress: bool = False,

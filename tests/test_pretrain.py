@@ -55,13 +55,24 @@ def test_corpus_cache_is_exact(tmp_path):
 
 @pytest.mark.parametrize('domain, scenario', [('general', 'two_objects'), ('physics', 'collision')])
 def test_multi_object_fraction_sets_two_object_share(domain, scenario):
-    ps = training_prompts(domain, 60, seed=4, multi_fraction=0.6)
+    ps = training_prompts(domain, 60, seed=4, multi_fraction=0.6, world='full')   # squares and two-object general scenes: opt-in
     assert len(ps) == 60 and sum(parse_prompt(p).scenario == scenario for p in ps) == 36
     assert not eval_prompts() & {_norm(p) for p in ps}
-    spec = CorpusSpec(size=40, multi_object_fraction=0.75, include_physics_train=False, seed=1)
+    spec = CorpusSpec(size=40, multi_object_fraction=0.75, include_physics_train=False, seed=1, world='full')
     c = build_corpus(spec, progress=False)
     assert sum(parse_prompt(p).scenario in ('two_objects', 'collision') for p in c.prompts) == 30
-    assert spec.key() != CorpusSpec(size=40, include_physics_train=False, seed=1).key()
+    assert spec.key() != CorpusSpec(size=40, include_physics_train=False, seed=1, world='full').key()
+
+
+def test_benchmark_world_is_the_default_corpus():
+    "The default corpus is the benchmark world's: balls only, general scenes single-object, every scenario present."
+    spec = CorpusSpec(size=60, include_physics_train=False, seed=2)
+    c = build_corpus(spec, progress=False)
+    pps = [parse_prompt(p) for p in c.prompts]
+    assert spec.world == 'benchmark' and all(o['shape'] == 'ball' for pp in pps for o in pp.attributes['objects'])
+    assert {pp.scenario for pp in pps if pp.domain == 'general'} == {'move', 'bounce_walls'}
+    assert {pp.scenario for pp in pps if pp.domain == 'physics'} == {'drop', 'throw', 'collision'}
+    with pytest.raises(ValueError, match="world='full'"): training_prompts('general', 10, seed=0, multi_fraction=0.5)
 
 
 def test_unset_multi_object_fraction_keeps_cache_keys():

@@ -261,8 +261,10 @@ def test_prompt_splits_are_current_distinct_and_disjoint():
         for split in ('train', 'eval'):
             shipped = load_prompts(domain, split)
             assert shipped == fresh[split], f"data_samples/prompts/{domain}_{split}.txt drifted: run write_data_samples()"
-            assert len(set(shipped)) == len(shipped) == spec[split]
+            assert len(set(shipped)) == len(shipped) == sum(spec[split].values())
             assert all(parse_prompt(p).domain == domain for p in shipped)
+            scen = [parse_prompt(p).scenario for p in shipped]   # every scenario in its stated count
+            assert {k: scen.count(k) for k in spec[split]} == spec[split] and set(scen) == set(spec[split])
             sets[domain, split] = set(shipped)
     train = sets['physics', 'train'] | sets['general', 'train']
     assert not train & (sets['physics', 'eval'] | sets['general', 'eval'])
