@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """Evaluate students like their cards (32 + 32 eval prompts, the preset's few steps) under several noise seeds, and
-print the mean of each headline figure over the seeds, then the per-seed general_score.
+print the mean ± std of each headline figure over the seeds, then the per-seed general_score. The first line is the
+teacher's (the world's own clips of the same prompts, scene seed = noise seed + prompt index): the reference for `area`.
 
     python tools/eval_student.py causal_forcing [self_forcing:runs/p12/sf_seed1/student ...] [--seeds 123 1 2] [--threads 2]
 
@@ -28,19 +29,26 @@ def main(argv=None):
     from afd_nb.flow import timesteps_to_sigmas
     from afd_nb.student import load_student
     from afd_nb.teachers import load_prompts
+    from afd_nb.evaluate import evaluate_clips
+    from afd_nb.video import Clip
+    from afd_nb.world import render, scene_from_prompt
     prompts = load_prompts('general', 'eval')[:a.n] + load_prompts('physics', 'eval')[:a.n]
     out = {}
+    def report(key: str, rows: list[dict]) -> None:
+        out[key] = rows
+        keys = dict.fromkeys(k for r in rows for k in r)   # `scoring_error` appears only where a clip raised
+        stats = {k: (np.mean(v), np.std(v)) for k in keys for v in [[r.get(k, 0.0) for r in rows]]}
+        print(key, ' '.join(f"{k} {m:.3f}±{s:.3f}" for k, (m, s) in stats.items()),
+              '| general_score per seed', [round(r['general/general_score'], 3) for r in rows], flush=True)
+    report('teacher', [evaluate_clips([Clip(render(scene_from_prompt(p, s + i), 32, 8.0, 24), 8.0, p)
+                                       for i, p in enumerate(prompts)]).headline() for s in a.seeds])
     for spec in a.students:
         name, _, folder = spec.partition(':')
         st = load_student(name, checkpoint=folder or None)
         for shift in a.shift:
             st.model.sigmas = tuple(timesteps_to_sigmas(st.preset.timesteps, shift or st.preset.shift))
             rows = [evaluate_student(st, prompts, seed=s, batch_size=16, progress=False).headline() for s in a.seeds]
-            key = f"{spec} shift {shift or st.preset.shift:g}"
-            out[key] = rows
-            mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
-            print(key, ' '.join(f"{k} {v:.3f}" for k, v in mean.items()),
-                  '| general_score per seed', [round(r['general/general_score'], 3) for r in rows], flush=True)
+            report(f"{spec} shift {shift or st.preset.shift:g}", rows)
     if a.out: json.dump(out, open(a.out, 'w'), indent=1)
 
 
