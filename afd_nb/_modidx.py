@@ -3,6 +3,7 @@
 d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_url': 'https://github.com/afd-nb/afd_nb', 'lib_path': 'afd_nb'},
   'syms': { 'afd_nb.adapters': { 'afd_nb.adapters._fix_grads': ('adapters.html#_fix_grads', 'afd_nb/adapters.py'),
                                  'afd_nb.adapters._lora_signature': ('adapters.html#_lora_signature', 'afd_nb/adapters.py'),
+                                 'afd_nb.adapters._upcast': ('adapters.html#_upcast', 'afd_nb/adapters.py'),
                                  'afd_nb.adapters.adapter_names': ('adapters.html#adapter_names', 'afd_nb/adapters.py'),
                                  'afd_nb.adapters.adapter_parameters': ('adapters.html#adapter_parameters', 'afd_nb/adapters.py'),
                                  'afd_nb.adapters.add_adapters': ('adapters.html#add_adapters', 'afd_nb/adapters.py'),

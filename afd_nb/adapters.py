@@ -13,6 +13,8 @@ import torch
 from torch import nn
 from peft import LoraConfig, get_peft_model_state_dict, set_peft_model_state_dict
 from peft.tuners.tuners_utils import BaseTunerLayer
+try: from peft.tuners.tuners_utils import cast_adapter_dtype   # peft >= 0.18
+except ImportError: cast_adapter_dtype = None                  # peft 0.17: `_upcast` casts by hand
 from safetensors.torch import load_file, save_file
 
 from .nft import ema_
@@ -47,13 +49,24 @@ def _fix_grads(model: nn.Module) -> None:
     "Backbone and `old` frozen, `default` trainable (peft's set_adapter changes these flags)."
     for n, p in model.named_parameters(): p.requires_grad_('.lora_' in n and '.default.' in n)
 
+def _upcast(model: nn.Module, name: str) -> None:
+    "Adapter `name` in fp32 when peft made it half like its base layer (new parameters: call before any optimizer)."
+    if cast_adapter_dtype is not None: cast_adapter_dtype(model, adapter_name=name)
+    else:
+        for layer in lora_layers(model):
+            for part in (layer.lora_A, layer.lora_B):
+                if name in part and part[name].weight.dtype in (torch.float16, torch.bfloat16): part[name].float()
+
 def add_adapters(model: nn.Module, rank: int = 16, alpha: float | None = None) -> nn.Module:
-    "Add LoRA adapters `default` and `old` (= `default`) to a diffusers model; view `default`; only `default` trainable."
+    """Add LoRA adapters `default` and `old` (= `default`) to a diffusers model; view `default`; only `default`
+    trainable; both adapters fp32 (on a bf16/fp16 backbone too)."""
     have = adapter_names(model)
     if have: raise ValueError(f"the model already has adapters {have}; load weights with load_adapter instead")
     with warnings.catch_warnings():  # peft warns that a second adapter makes several: that is the point
         warnings.filterwarnings('ignore', message='Already found a `peft_config`')
-        for name in ('default', 'old'): model.add_adapter(lora_config(rank, alpha), adapter_name=name)
+        for name in ('default', 'old'):
+            model.add_adapter(lora_config(rank, alpha), adapter_name=name)
+            _upcast(model, name)
     with torch.no_grad():
         for a, b in zip(adapter_parameters(model, 'old'), adapter_parameters(model, 'default')): a.copy_(b)
     set_view(model, 'default')
@@ -104,7 +117,7 @@ def _lora_signature(cfg) -> tuple:
     return (cfg.r, float(cfg.lora_alpha), str(cfg.target_modules))
 
 def load_adapter(model: nn.Module, folder: str | Path, name: str = 'default') -> None:
-    "Load a peft adapter folder into adapter `name` (added if absent); the tensors are copied exactly."
+    "Load a peft adapter folder into adapter `name` (added if absent, fp32); the tensors are copied into its dtype."
     folder = Path(folder)
     wf, cf = folder/'adapter_model.safetensors', folder/'adapter_config.json'
     if not wf.exists() or not cf.exists(): raise FileNotFoundError(f"{folder} is not a peft adapter folder (needs {wf.name} and {cf.name})")
@@ -118,6 +131,7 @@ def load_adapter(model: nn.Module, folder: str | Path, name: str = 'default') ->
         with warnings.catch_warnings():
             warnings.filterwarnings('ignore', message='Already found a `peft_config`')
             model.add_adapter(cfg, adapter_name=name)
+        _upcast(model, name)
         set_view(model, before if before in adapter_names(model) else name)
     res = set_peft_model_state_dict(model, load_file(wf), adapter_name=name)
     if getattr(res, 'unexpected_keys', None): raise ValueError(f"unexpected keys in {wf}: {res.unexpected_keys[:5]}")
