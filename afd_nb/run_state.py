@@ -5,7 +5,7 @@ JSONL metrics and their curves, and a context that keeps side work (evaluation) 
 
 # %% ../nbs/35_run_state.ipynb #49499462
 from __future__ import annotations
-import json, os, random, re, shutil
+import json, math, os, random, re, shutil, time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['LATEST', 'capture_rng', 'restore_rng', 'preserved_rng', 'checkpoint_name', 'atomic_write_text', 'tmp_checkpoint_dir',
-           'publish_checkpoint', 'write_checkpoint', 'latest_checkpoint', 'append_jsonl', 'write_jsonl', 'read_jsonl',
-           'plot_curves', 'save_curves']
+__all__ = ['LATEST', 'PROGRESS_KEYS', 'capture_rng', 'restore_rng', 'preserved_rng', 'checkpoint_name', 'atomic_write_text',
+           'tmp_checkpoint_dir', 'publish_checkpoint', 'write_checkpoint', 'latest_checkpoint', 'append_jsonl',
+           'write_jsonl', 'read_jsonl', 'timed', 'progress_line', 'plot_curves', 'save_curves']
 
 # %% ../nbs/35_run_state.ipynb #00396378
 def capture_rng(generators: dict[str, torch.Generator] | None = None) -> dict:
@@ -122,6 +122,31 @@ def read_jsonl(path: str | Path) -> list[dict]:
     p = Path(path)
     return [json.loads(l) for l in p.read_text().splitlines() if l.strip()] if p.exists() else []
 
+# %% ../nbs/35_run_state.ipynb #d0e1f2a3
+@contextmanager
+def timed(store: dict, key: str, sync: bool = False):
+    "Add the wall seconds of the block to `store[key]` (0 first); `sync`: `torch.cuda.synchronize()` at both ends."
+    if sync: torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    try: yield store
+    finally:
+        if sync: torch.cuda.synchronize()
+        store[key] = store.get(key, 0.0) + time.perf_counter() - t0
+
+PROGRESS_KEYS = (('score_mean', 'reward'), ('law_ok', 'law_ok'), ('r_clipped', 'clipped'), ('prior', 'prior'),
+                 ('grad_norm', 'grad'), ('time_rollout', 't_roll'), ('time_d', 't_d'), ('time_reward', 't_reward'),
+                 ('time_student', 't_student'))
+
+def progress_line(rows: Sequence[dict], n: int = 10) -> str:
+    "One line of the means of `PROGRESS_KEYS` over the last `n` training rows (a key a row lacks is skipped)."
+    tr = [r for r in rows if r.get('kind') == 'train'][-n:]
+    if not tr: return 'no training rows yet'
+    parts = [f"iteration {tr[-1]['iteration']}"]
+    for k, label in PROGRESS_KEYS:
+        v = [r[k] for r in tr if isinstance(r.get(k), (int, float)) and math.isfinite(r[k])]
+        if v: parts.append(f"{label} {np.mean(v):.4g}" + (f" (n={len(v)})" if k == 'law_ok' else ''))
+    return ', '.join(parts)
+
 # %% ../nbs/35_run_state.ipynb #ce4cf257
 def _smooth(y: np.ndarray, k: int) -> np.ndarray:
     if len(y) < 2 * k or k < 2: return y
@@ -143,7 +168,8 @@ def plot_curves(rows: Sequence[dict], smooth: int = 5):
     ax[0, 0].set_title('losses'); ax[0, 0].set_yscale('log')
     curve(ax[0, 1], 'd_margin', 'D margin  D(y_T) - D(y_S)'); curve(ax[0, 1], 'd_acc', 'D accuracy')
     ax[0, 1].axhline(0, color='k', lw=0.5); ax[0, 1].set_title('discriminator')
-    curve(ax[1, 1], 'world_mean', "rollouts' world score (reward='world')")
+    curve(ax[1, 1], 'world_mean', "training rollouts' mean reward (check rewards)")
+    curve(ax[1, 1], 'law_ok', "training rollouts' law_ok share", marker='.')
     curve(ax[1, 0], 'r_mean', 'mean weight r'); curve(ax[1, 0], 'r_std', 'std of r'); curve(ax[1, 0], 'r_clipped', 'clipped fraction')
     ax[1, 0].set_title('NFT weights (E7)')
     for k in sorted({k for r in ev for k in r if k.endswith('_score')}): curve(ax[1, 1], k, src=ev)

@@ -7,7 +7,7 @@ atomic checkpoints and exact resume."""
 
 # %% ../nbs/33_train.ipynb #3cc18a2a
 from __future__ import annotations
-import dataclasses, json, math, time
+import dataclasses, json, time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -19,14 +19,13 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from .core import seed_everything
-from .advantage import BASELINES, nft_weights, advantage_stats, rank_correlation
+from .advantage import BASELINES, nft_weights, advantage_stats, rank_correlation, darkness_reward
 from .discriminator import PhysicsDiscriminator, bt_loss, bt_accuracy
 from .evaluate import evaluate_student, student_fps, world_scores, EvalResult
-from .flow import add_noise, velocity_target, sample_train_t
-from .nft import afd_loss, prior_loss, old_policy_decay
+from .update import draw_t_noise, afd_losses, sft_losses, optimizer_step, student_step, student_updates, old_decay
 from .teachers import CachedTeacher, Teacher, load_prompts
 from .video import Clip, conform
-from .run_state import (plot_curves, save_curves, capture_rng, restore_rng, preserved_rng, latest_checkpoint, tmp_checkpoint_dir,
+from .run_state import (plot_curves, save_curves, timed, progress_line, capture_rng, restore_rng, preserved_rng, latest_checkpoint, tmp_checkpoint_dir,
                         publish_checkpoint, atomic_write_text, append_jsonl, write_jsonl, read_jsonl)
 
 # %% auto #0
@@ -35,20 +34,22 @@ __all__ = ['METHODS', 'T_DISTS', 'REWARDS', 'RESUMABLE', 'TrainConfig', 'pixel_f
 
 # %% ../nbs/33_train.ipynb #8bc2e430
 METHODS = ('afd', 'sft')
-T_DISTS = ('logit_normal', 'uniform', 'sigmas')   # 'sigmas': the preset's few-step noise levels
+T_DISTS = ('logit_normal', 'uniform', 'sigmas', 'sigmas_each')   # 'sigmas*': the preset's few-step noise levels
+REWARDS = ('discriminator', 'world', 'world_law', 'darkness', 'random')   # all but 'discriminator': check rewards
 # settings that may change when a run is resumed (everything else must match the checkpoint)
-REWARDS = ('discriminator', 'world', 'world_law')   # the 'world' ones need prompts of the embedded world's grammar
-RESUMABLE = ('iterations', 'eval_every', 'eval_prompts', 'eval_seed', 'ckpt_every', 'keep_checkpoints')
+RESUMABLE = ('iterations', 'eval_every', 'eval_prompts', 'eval_seed', 'ckpt_every', 'keep_checkpoints', 'log_law', 'print_every')
 
 @dataclass
 class TrainConfig:
     "Every setting of an AFD / SFT run; equation numbers refer to METHOD.md."
     method: str = 'afd'                # 'afd' (Algorithm 1) or 'sft' (off-policy flow matching on teacher clips)
     iterations: int = 150
-    batch_size: int = 8                # rollouts (AFD) or teacher clips (SFT) per iteration, per process
-    group_size: int = 1                # rollouts per prompt in a batch (baseline 'prompt' needs >= 2)
-    minibatch_size: int | None = None  # student minibatch; None: the whole batch (one student step per iteration)
-    noise_draws: int = 1               # (t, ε) draws per sample in a student step: averages the flow-matching noise
+    batch_size: int = 8                # rollouts (AFD) or teacher clips (SFT) per iteration, per process: the (E6)-(E7) batch
+    group_size: int = 1                # rollouts per prompt in a batch (the prompt baselines need >= 2)
+    minibatch_size: int | None = None  # rollouts per optimizer step; None: the whole batch (one student step per iteration)
+    micro_batch: int | None = None     # (rollout, draw) rows per forward/backward pass, accumulated into the step; None: all
+    rollout_batch: int | None = None   # prompts per `model.rollout` call (memory); None: the whole batch in one call
+    noise_draws: int = 1               # (t, ε) draws per rollout in a student step: averages the flow-matching noise
     shared_noise: bool = False         # AFD: a prompt's rollouts share each (t, ε) draw (common random numbers)
     lr: float = 2e-4                   # student (LoRA `default`) AdamW
     weight_decay: float = 1e-4
@@ -56,21 +57,25 @@ class TrainConfig:
     lora_rank: int | None = None       # None: the preset's (16 tiny, 256 real)
     lora_alpha: float | None = None    # None: = rank
     d_lr: float = 5e-4                 # discriminator AdamW (from scratch: faster than the paper's 5e-6 for a pretrained D)
-    d_steps: int = 2                   # M_D discriminator steps per iteration (E4)
+    d_steps: int = 2                   # M_D discriminator steps per iteration (E4); 0 (check rewards only): D not trained
     d_width: int = 32                  # PhysicsDiscriminator width
     d_weight_decay: float = 1e-4
     beta: float = 0.1                  # β of (E8)-(E9)
     prior_weight: float = 1e-4         # λ of (E11)
     sft_prior: bool = True             # SFT also gets λ L_prior (E10), for a fair comparison
-    baseline: str = 'batch'            # (E6) 'batch' | 'prompt'
-    reward: str = 'discriminator'      # (E6) scores: 'discriminator' (AFD) | 'world' | 'world_law' (oracle ablations)
+    baseline: str = 'batch'            # (E6)-(E7) 'batch' | 'prompt' | 'prompt_global_std' (the anchors')
+    reward: str = 'discriminator'      # (E6) scores: 'discriminator' (AFD) | 'world' | 'world_law' | 'darkness' | 'random'
+    log_law: int = 0                   # every N iterations also score the rollouts' world law_ok (~1 s a clip); 0: never
+    print_every: int = 0               # print `progress_line` every N iterations; 0: never
     adv_clip: float = 5.0              # A_max of (E7)
     adaptive: bool = False             # DiffusionNFT's adaptive x0 weight in (E9)
-    t_dist: str = 'logit_normal'       # training times: 'logit_normal' | 'uniform' (then (E3) with t_shift) | 'sigmas'
+    t_dist: str = 'logit_normal'       # training times: 'logit_normal' | 'uniform' (then (E3) with t_shift) | 'sigmas' | 'sigmas_each'
     t_shift: float | None = None       # None: the student's preset shift (5, tiny and real)
-    old_decay: float | None = None     # None: old_policy_decay(step); else a constant d in [0, 1]
+    old_decay: float | None = None     # None: old_policy_decay(optimizer steps); else a constant d in [0, 1]
     old_decay_rate: float = 0.001
     old_decay_max: float = 0.5
+    old_decay_flat: int = 0            # d = 0 (θ_old ← θ) for the first N optimizer steps (DiffusionNFT's OCR run: 75)
+    old_freeze: int = 0                # θ_old kept as it starts (the base student) for the first N iterations (d = 1)
     n_teacher_prompts: int = 64        # the limited teacher set (paper: 200)
     teacher_seed: int = 0              # one teacher clip per prompt, sampled with this seed, fetched once
     seed: int = 0
@@ -83,13 +88,12 @@ class TrainConfig:
     def problems(self) -> list[str]:
         "Every bad value, each with what is allowed."
         p, c = [], self
-        if c.method not in METHODS: p.append(f"method={c.method!r}: valid methods are {', '.join(METHODS)}")
-        if c.baseline not in BASELINES: p.append(f"baseline={c.baseline!r}: valid baselines are {', '.join(BASELINES)}")
-        if c.reward not in REWARDS: p.append(f"reward={c.reward!r}: valid rewards are {', '.join(REWARDS)}")
-        if c.t_dist not in T_DISTS: p.append(f"t_dist={c.t_dist!r}: valid are {', '.join(T_DISTS)}")
-        for k in ('iterations', 'eval_every', 'eval_prompts', 'ckpt_every', 'keep_checkpoints', 'teacher_seed', 'seed'):
+        for k, valid in (('method', METHODS), ('baseline', BASELINES), ('reward', REWARDS), ('t_dist', T_DISTS)):
+            if getattr(c, k) not in valid: p.append(f"{k}={getattr(c, k)!r}: valid {k}s are {', '.join(valid)}")
+        for k in ('iterations', 'eval_every', 'eval_prompts', 'ckpt_every', 'keep_checkpoints', 'teacher_seed', 'seed',
+                  'd_steps', 'log_law', 'print_every', 'old_decay_flat', 'old_freeze'):
             if not isinstance(getattr(c, k), int) or getattr(c, k) < 0: p.append(f"{k}={getattr(c, k)!r}: must be an integer >= 0")
-        for k in ('batch_size', 'group_size', 'noise_draws', 'd_steps', 'd_width', 'n_teacher_prompts'):
+        for k in ('batch_size', 'group_size', 'noise_draws', 'd_width', 'n_teacher_prompts'):
             if not isinstance(getattr(c, k), int) or getattr(c, k) < 1: p.append(f"{k}={getattr(c, k)!r}: must be an integer >= 1")
         for k in ('lr', 'd_lr', 'beta', 'adv_clip'):
             if not getattr(c, k) > 0: p.append(f"{k}={getattr(c, k)!r}: must be > 0")
@@ -97,16 +101,18 @@ class TrainConfig:
             if not getattr(c, k) >= 0: p.append(f"{k}={getattr(c, k)!r}: must be >= 0")
         if not 0 <= c.old_decay_max <= 1: p.append(f"old_decay_max={c.old_decay_max!r}: must be in [0, 1]")
         if c.old_decay is not None and not 0 <= c.old_decay <= 1: p.append(f"old_decay={c.old_decay!r}: must be None (schedule) or in [0, 1]")
+        if c.d_steps == 0 and c.method == 'afd' and c.reward == 'discriminator':
+            p.append("d_steps=0 leaves the discriminator untrained: use d_steps >= 1 with reward='discriminator'")
         grouped = c.method != 'sft'   # SFT has no rollouts: group_size and baseline do not apply to it
         if grouped and isinstance(c.batch_size, int) and isinstance(c.group_size, int) and c.group_size >= 1 and c.batch_size % c.group_size:
             p.append(f"batch_size={c.batch_size} must be a multiple of group_size={c.group_size}")
-        if grouped and c.baseline == 'prompt' and isinstance(c.group_size, int) and c.group_size < 2:
-            p.append("baseline='prompt' needs group_size >= 2 (several rollouts per prompt), else every advantage is 0")
+        if grouped and c.baseline.startswith('prompt') and isinstance(c.group_size, int) and c.group_size < 2:
+            p.append(f"baseline={c.baseline!r} needs group_size >= 2 (several rollouts per prompt), else every advantage is 0")
         if c.minibatch_size is not None and not (isinstance(c.minibatch_size, int) and 1 <= c.minibatch_size <= c.batch_size):
             p.append(f"minibatch_size={c.minibatch_size!r}: must be None or an integer in [1, batch_size={c.batch_size}]")
-        for k in ('lora_rank',):
+        for k in ('micro_batch', 'rollout_batch', 'lora_rank'):
             v = getattr(c, k)
-            if v is not None and not (isinstance(v, int) and v >= 1): p.append(f"{k}={v!r}: must be None (preset) or an integer >= 1")
+            if v is not None and not (isinstance(v, int) and v >= 1): p.append(f"{k}={v!r}: must be None or an integer >= 1")
         if c.lora_alpha is not None and not c.lora_alpha > 0: p.append(f"lora_alpha={c.lora_alpha!r}: must be None (= rank) or > 0")
         if c.t_shift is not None and not c.t_shift > 0: p.append(f"t_shift={c.t_shift!r}: must be None (preset) or > 0")
         return p
@@ -117,6 +123,11 @@ class TrainConfig:
         return self
 
     def to_dict(self) -> dict: return dataclasses.asdict(self)
+
+    @property
+    def steps_per_iteration(self) -> int:
+        "Optimizer steps of the student per iteration: `ceil(batch_size / minibatch_size)`."
+        return -(-self.batch_size // (self.minibatch_size or self.batch_size))
 
 # %% ../nbs/33_train.ipynb #adc08df7
 def pixel_format(student) -> dict:
@@ -246,36 +257,19 @@ def _draw_batch(self: Trainer) -> list[int]:
     if k > N: raise ValueError(f"batch_size / group_size = {k} distinct prompts but the teacher set has {N}")
     return torch.randperm(N, generator=self.rng)[:k].repeat_interleave(g).tolist()
 
-def _draw_t_noise(self: Trainer, x0: torch.Tensor, groups: Sequence | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-chunk times spread to frames `[B, F]` and noise like `x0`, both from `self.rng`, on `x0`'s device. With
-    `groups` (`[B]` hashable keys) every sample takes the draw of its group's first sample (common random numbers)."""
-    B, _, F = x0.shape[:3]
-    b = self.student.model.block_size
-    K = math.ceil(F / b)
-    if self.cfg.t_dist == 'sigmas':   # only where the few-step sampler queries the model
-        sig = torch.tensor(self.student.preset.sigmas, dtype=torch.float32)
-        t = sig[torch.randint(len(sig), (B * K,), generator=self.rng)].view(B, K)
-    else:
-        shift = self.cfg.t_shift or self.student.preset.shift
-        t = sample_train_t(B * K, self.rng, self.cfg.t_dist, shift).view(B, K)
-    t = t.repeat_interleave(b, 1)[:, :F].clamp(0, 1)
-    noise = torch.randn(x0.shape, generator=self.rng)
-    if groups is not None:   # the same draws as without groups, then shared: the RNG stream does not change
-        if len(groups) != B: raise ValueError(f"groups has {len(groups)} keys for {B} samples")
-        first = {}
-        src = torch.tensor([first.setdefault(g, i) for i, g in enumerate(groups)])
-        t, noise = t[src], noise[src]
-    return t.to(x0.device), noise.to(x0.device, x0.dtype)
-
-Trainer._draw_batch, Trainer._draw_t_noise = _draw_batch, _draw_t_noise
+Trainer._draw_batch = _draw_batch
 
 # %% ../nbs/33_train.ipynb #9481536d
 @torch.no_grad()
 def _rollout(self: Trainer, emb: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    "Rollouts of `θ_old` (view `old`, KV cache, no grad): latents `x_0` `[B, C, f, h, w]` and pixels `y_S` `[B, 3, F, H, W]`."
+    """Rollouts of `θ_old` (view `old`, KV cache, no grad), `rollout_batch` prompts per `model.rollout` call:
+    latents `x_0` `[B, C, f, h, w]` and pixels `y_S` `[B, 3, F, H, W]`."""
+    n, xs, ys = self.cfg.rollout_batch or emb.shape[0], [], []
     with self.student.view('old'):
-        x0 = self.student.model.rollout(emb, generator=self.rng, text_mask=mask).float()
-    return x0, self.student.codec.decode(x0).float().clamp(-1, 1)
+        for i in range(0, emb.shape[0], n):
+            xs.append(self.student.model.rollout(emb[i:i + n], generator=self.rng, text_mask=mask[i:i + n]).float())
+            ys.append(self.student.codec.decode(xs[-1]).float().clamp(-1, 1))
+    return torch.cat(xs), torch.cat(ys)
 
 def _d_update(self: Trainer, y_T: torch.Tensor, y_S: torch.Tensor, prompts: Sequence[str]) -> dict:
     "`M_D` AdamW steps on (E4) over the prompt-paired batch; metrics of the last step (before its update)."
@@ -290,19 +284,31 @@ def _d_update(self: Trainer, y_T: torch.Tensor, y_S: torch.Tensor, prompts: Sequ
     return dict(d_loss=float(loss.detach()), d_acc=bt_accuracy(d_t, d_s), d_margin=float((d_t - d_s).mean()))
 
 @torch.no_grad()
+def _scores(self: Trainer, y_S: torch.Tensor, prompts: Sequence[str], y_native: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+    """(E6)'s scores `[B]` and what to log beside them. 'discriminator': the updated D's on `y_S` (D's format). The
+    check rewards score the rollouts as the student made them (`y_native`, default `y_S`): 'world' the world's
+    physics_score (or `world_score`'s), 'world_law' its per-clip `law_ok`, 'darkness' `darkness_reward`, 'random'
+    uniform noise from the training RNG; logged: their mean, D's rank correlation with them (while D trains) and
+    the rollouts' `law_ok` share (reward 'world_law', or every `log_law` iterations)."""
+    c, y_w, fps = self.cfg, (y_S if y_native is None else y_native), self.fmt['fps']
+    d = self.D_raw.score(y_S, list(prompts)).float() if c.d_steps else None
+    if c.reward == 'discriminator': return d, {}
+    if c.reward == 'world': s = self.world_score(y_w, prompts, fps)
+    elif c.reward == 'world_law': s = self.world_score(y_w, prompts, fps, key='law_ok')
+    elif c.reward == 'darkness': s = darkness_reward(y_w)
+    else: s = torch.rand(len(y_w), generator=self.rng)
+    s = s.float().to(self.device)
+    extra = dict(world_mean=float(s.mean()), **({'d_world_corr': rank_correlation(d, s)} if d is not None else {}))
+    if c.reward == 'world_law': extra['law_ok'] = float(s.mean())
+    elif c.log_law and (self.step + 1) % c.log_law == 0:
+        extra['law_ok'] = float(self.world_score(y_w, prompts, fps, key='law_ok').mean())
+    return s, extra
+
+@torch.no_grad()
 def _weights(self: Trainer, y_S: torch.Tensor, prompts: Sequence[str], idx: Sequence[int],
              y_native: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
-    """Scores of the updated D on `y_S` (in D's format) -> weights `r` `[B]` (E6)-(E7) over the global batch, and
-    their stats. With `reward='world'` the world's exact scores (`'world_law'`: `g_law_ok`, the law alone) of the
-    rollouts in the student's own format (`y_native`, default `y_S`) replace D's; their rank correlation with D's
-    is logged."""
-    scores, extra = self.D_raw.score(y_S, list(prompts)).float(), {}
-    if self.cfg.reward in ('world', 'world_law'):
-        y_w = y_S if y_native is None else y_native
-        kw = dict(key='g_law_ok') if self.cfg.reward == 'world_law' else {}
-        w = self.world_score(y_w, prompts, self.fmt['fps'], **kw).to(scores.device)
-        extra = dict(world_mean=float(w.mean()), d_world_corr=rank_correlation(scores, w))
-        scores = w
+    "Scores (`_scores`) -> weights `r` `[B]` (E6)-(E7) over the global batch (`baseline`), and their stats."
+    scores, extra = self._scores(y_S, prompts, y_native)
     ids = torch.tensor(list(idx), device=scores.device)
     if self.acc.num_processes > 1: all_s, all_ids = self.acc.gather(scores), self.acc.gather(ids)
     else: all_s, all_ids = scores, ids
@@ -310,99 +316,44 @@ def _weights(self: Trainer, y_S: torch.Tensor, prompts: Sequence[str], idx: Sequ
     r = r_all.view(self.acc.num_processes, -1)[self.acc.process_index]
     return r, {**advantage_stats(all_s, r_all), **extra}
 
-Trainer.rollout, Trainer.d_update, Trainer.weights = _rollout, _d_update, _weights
+Trainer.rollout, Trainer.d_update, Trainer._scores, Trainer.weights = _rollout, _d_update, _scores, _weights
 
 # %% ../nbs/33_train.ipynb #191a6d59
-def _velocities(self: Trainer, x_t, t, x0, emb, mask, views: Sequence[str]) -> dict:
-    "No-grad teacher-forced velocities of `x_t` under each of `views` (float32)."
-    out = {}
-    with torch.no_grad():
-        for v in views:
-            with self.student.view(v):
-                out[v] = self.student.model.velocity(x_t, t, clean=x0, text_emb=emb, text_mask=mask).float()
-    return out
-
-def _afd_losses(self: Trainer, x0: torch.Tensor, emb: torch.Tensor, mask: torch.Tensor, r: torch.Tensor,
-                groups: Sequence | None = None) -> dict:
-    "(E11) on rollouts `x0` `[b, C, f, h, w]` with weights `r` `[b]` (`groups`: see `_draw_t_noise`): `dict(loss, nft, prior)`."
-    c = self.cfg
-    t, noise = self._draw_t_noise(x0, groups)
-    x_t, v = add_noise(x0, noise, t), velocity_target(x0, noise)
-    ref = self._velocities(x_t, t, x0, emb, mask, ['old'] + (['ref'] if c.prior_weight > 0 else []))
-    v_theta = self.model(x_t, t, x0, emb, mask).float()       # view `default`, with gradient
-    v_ref = ref.get('ref', v_theta.detach())
-    kw = dict(adaptive=True, x_t=x_t, t=t, x0=x0) if c.adaptive else {}
-    return afd_loss(v_theta, ref['old'], v_ref, v, r.to(v_theta.device), c.beta, c.prior_weight, **kw)
-
-def _sft_losses(self: Trainer, x0: torch.Tensor, emb: torch.Tensor, mask: torch.Tensor) -> dict:
-    "Off-policy flow matching on teacher latents `x0` (history from the teacher clip) `+ λ L_prior`: `dict(loss, fm, prior)`."
-    c = self.cfg
-    t, noise = self._draw_t_noise(x0)
-    x_t, v = add_noise(x0, noise, t), velocity_target(x0, noise)
-    use_prior = c.sft_prior and c.prior_weight > 0
-    ref = self._velocities(x_t, t, x0, emb, mask, ['ref'] if use_prior else [])
-    v_theta = self.model(x_t, t, x0, emb, mask).float()
-    fm = (v_theta - v).pow(2).flatten(1).mean(1).mean()
-    prior = prior_loss(v_theta, ref['ref']).mean() if use_prior else torch.zeros((), device=fm.device)
-    return dict(loss=fm + (c.prior_weight * prior if use_prior else 0), fm=float(fm.detach()), prior=float(prior.detach()))
-
-def _student_step(self: Trainer, loss: torch.Tensor) -> float:
-    "Backward, clip the `default` adapter's gradient norm to `grad_clip`, AdamW step; returns the norm before clipping."
-    self.acc.backward(loss)
-    gn = self.acc.clip_grad_norm_(self.params, self.cfg.grad_clip if self.cfg.grad_clip > 0 else float('inf'))
-    self.opt.step()
-    self.opt.zero_grad(set_to_none=True)
-    return float(gn)
-
-Trainer._velocities, Trainer.afd_losses, Trainer.sft_losses, Trainer.student_step = _velocities, _afd_losses, _sft_losses, _student_step
+Trainer._draw_t_noise, Trainer.afd_losses, Trainer.sft_losses = draw_t_noise, afd_losses, sft_losses
+Trainer._optimizer_step, Trainer.student_step, Trainer._student_updates = optimizer_step, student_step, student_updates
 
 # %% ../nbs/33_train.ipynb #2beb7a21
-def _mean_rows(rows: list[dict]) -> dict:
-    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
-
-def _student_updates(self: Trainer, x0, emb, mask, r=None, groups: Sequence | None = None) -> dict:
-    """Student steps over minibatches of the batch; each sample enters a step `noise_draws` times (own `t`, `ε` each;
-    with `groups`, the prompt ids `[B]`, samples of one group share the k-th draw)."""
-    B, mb, K = x0.shape[0], self.cfg.minibatch_size or x0.shape[0], self.cfg.noise_draws
-    order = torch.randperm(B, generator=self.rng).tolist() if mb < B else list(range(B))
-    rows = []
-    for s in range(0, B, mb):
-        j = [i for i in order[s:s + mb] for _ in range(K)]
-        keys = None if groups is None else [(groups[i], n % K) for n, i in enumerate(j)]
-        out = self.afd_losses(x0[j], emb[j], mask[j], r[j], keys) if r is not None else self.sft_losses(x0[j], emb[j], mask[j])
-        loss = out.pop('loss')
-        rows.append({'loss': float(loss.detach()), **out, 'grad_norm': self.student_step(loss)})
-    return _mean_rows(rows)
-
 def _iteration(self: Trainer) -> dict:
-    "One iteration of Algorithm 1 (method 'afd') or of SFT; returns its metrics row."
-    t0, c = time.time(), self.cfg
+    "One iteration of Algorithm 1 (method 'afd') or of SFT; returns its metrics row, with the seconds of each part."
+    t0, c, tm = time.time(), self.cfg, {}
+    timer = lambda k: timed(tm, k, sync=self.device.type == 'cuda')
     idx = self._draw_batch()
     prompts = [self.data.prompts[i] for i in idx]
     emb, mask = self.student.encode_prompts(prompts)
     y_T = self.data.videos(idx).to(self.device)
     if c.method == 'afd':
-        x0, y_S = self.rollout(emb, mask)
-        y_native = y_S   # the world's oracle scores the rollout as the student made it
+        with timer('time_rollout'): x0, y_S = self.rollout(emb, mask)
+        y_native = y_S   # the check rewards score the rollout as the student made it
         if self.d_data is not self.data:   # a discriminator with its own pixel format (e.g. VideoAlign)
             y_T, y_S = self.d_data.videos(idx).to(self.device), conform_videos(y_S, self.fmt['fps'], self.d_fmt)
-        row = self.d_update(y_T, y_S, prompts)
-        r, stats = self.weights(y_S, prompts, idx, y_native)
-        row.update(stats, **self._student_updates(x0, emb, mask, r, idx if c.shared_noise else None))
-        d = c.old_decay if c.old_decay is not None else old_policy_decay(self.step + 1, c.old_decay_rate, c.old_decay_max)
-        self.student.ema_update(d)
-        row['old_decay'] = d
+        with timer('time_d'): row = self.d_update(y_T, y_S, prompts) if c.d_steps else {}
+        with timer('time_reward'): r, stats = self.weights(y_S, prompts, idx, y_native)
+        with timer('time_student'): row.update(stats, **self._student_updates(x0, emb, mask, r, idx if c.shared_noise else None))
+        row['old_decay'] = d = old_decay(self)
+        if d < 1: self.student.ema_update(d)   # once per batch of rollouts, after all its steps
     else:
-        x0 = self.student.codec.encode(y_T).float()   # teacher clip -> the student's latents
-        row = self._student_updates(x0, emb, mask)
+        with timer('time_student'):
+            x0 = self.student.codec.encode(y_T).float()   # teacher clip -> the student's latents
+            row = self._student_updates(x0, emb, mask)
     self.step += 1
+    row.update(tm)
     if self.acc.num_processes > 1:
         keys = sorted(row)
         vals = self.acc.reduce(torch.tensor([row[k] for k in keys], device=self.device, dtype=torch.float64), 'mean')
         row = dict(zip(keys, vals.tolist()))
     return dict(kind='train', iteration=self.step, method=c.method, **row, time_s=time.time() - t0)
 
-Trainer._student_updates, Trainer.iteration = _student_updates, _iteration
+Trainer.iteration = _iteration
 
 # %% ../nbs/33_train.ipynb #8c06f020
 def _evaluate(self: Trainer, prompts: Sequence[str] | None = None, view: str = 'default', seed: int | None = None,
@@ -419,8 +370,9 @@ def _log(self: Trainer, row: dict) -> None:
 
 def _periodic_eval(self: Trainer) -> None:
     if self.is_main:
+        t0 = time.time()
         res = self.evaluate()
-        self._log(dict(kind='eval', iteration=self.step, **res.headline()))
+        self._log(dict(kind='eval', iteration=self.step, **res.headline(), time_eval=time.time() - t0))
     self.acc.wait_for_everyone()
 
 Trainer.evaluate, Trainer._log, Trainer._periodic_eval = _evaluate, _log, _periodic_eval
@@ -504,6 +456,7 @@ def _fit(self: Trainer, iterations: int | None = None, stop_after: int | None = 
         row = self.iteration()
         row['wall_s'] = self.elapsed_now()
         self._log(row)
+        if c.print_every and self.step % c.print_every == 0 and self.is_main: print(progress_line(self.history, c.print_every), flush=True)
         bar.update(1); bar.set_postfix(loss=f"{row['loss']:.4f}", **({'d_acc': f"{row['d_acc']:.2f}"} if 'd_acc' in row else {}))
         stop = (self.step >= total or (stop_after is not None and self.step >= stop_after)
                 or (max_minutes is not None and self.elapsed_now() > 60 * max_minutes))

@@ -1,6 +1,6 @@
 "(E6)-(E7): advantages and NFT weights."
 import pytest, torch
-from afd_nb.advantage import advantages, nft_weights, advantage_stats
+from afd_nb.advantage import advantages, nft_weights, advantage_stats, darkness_reward
 
 
 def test_weights_follow_E7():
@@ -34,3 +34,22 @@ def test_errors_name_the_problem():
     with pytest.raises(ValueError, match="batch, prompt"): nft_weights(torch.zeros(3), baseline="group")
     with pytest.raises(ValueError, match="prompt_ids"): nft_weights(torch.zeros(3), baseline="prompt")
     with pytest.raises(ValueError, match="2 entries"): advantages(torch.zeros(3), "prompt", ["a", "b"])
+
+
+def test_prompt_global_std_divides_per_prompt_advantages_by_the_raw_score_spread():
+    "The anchors' rule (flow_grpo's global_std): A = s - mean of the prompt's scores, Â = A / (std of all raw s + 1e-4)."
+    s, ids = torch.tensor([0., 2., 10., 12., 5., 5.]), ['a', 'a', 'b', 'b', 'c', 'c']
+    A = torch.tensor([-1., 1., -1., 1., 0., 0.])
+    raw_std = float(((s - s.mean()) ** 2).mean().sqrt())
+    assert torch.allclose(advantages(s, 'prompt_global_std', ids), A)
+    assert torch.allclose(nft_weights(s, 'prompt_global_std', ids), (A / (raw_std + 1e-4)).clamp(-5, 5) / 10 + 0.5)
+    assert torch.allclose(nft_weights(s, 'prompt', ids), (A / (A.std(unbiased=False) + 1e-4)).clamp(-5, 5) / 10 + 0.5)
+    assert nft_weights(s, 'prompt_global_std', ids)[4] == 0.5   # a prompt whose rollouts tie carries no signal
+    with pytest.raises(ValueError, match='baseline="prompt_global_std" needs prompt_ids'): nft_weights(s, 'prompt_global_std')
+
+
+def test_darkness_reward_of_known_clips():
+    white, black, grey = torch.ones(1, 3, 4, 8, 8), -torch.ones(1, 3, 4, 8, 8), torch.zeros(1, 3, 4, 8, 8)
+    half = white.clone(); half[..., :4] = -1.0   # half the columns black
+    assert torch.allclose(darkness_reward(torch.cat([white, black, grey, half])), torch.tensor([0.0, 1.0, 0.5, 0.5]))
+    with pytest.raises(ValueError, match=r"\[B, 3, F, H, W\]"): darkness_reward(torch.zeros(3, 4, 8, 8))

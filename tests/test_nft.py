@@ -1,6 +1,6 @@
 "(E8)-(E11): the NFT loss, its (T4) minimiser, the prior and the old-policy schedule."
 import pytest, torch
-from afd_nb.nft import implicit_policies, nft_loss, prior_loss, afd_loss, old_policy_decay, ema_
+from afd_nb.nft import implicit_policies, nft_loss, prior_loss, afd_loss, old_policy_decay, ema_, level_draws
 
 
 def _rand(*shape, g):
@@ -62,3 +62,21 @@ def test_old_policy_schedule_and_ema():
     assert torch.allclose(a[0], torch.full((2,), 2.5))
     with pytest.raises(ValueError): old_policy_decay(-1)
     with pytest.raises(ValueError, match="beta"): nft_loss(torch.zeros(1, 2), torch.zeros(1, 2), torch.zeros(1, 2), torch.ones(1), 0)
+
+
+def test_old_policy_schedule_with_a_flat_phase_is_diffusionnfts_return_decay():
+    "decay_type 2 (OCR): d = 0 for 75 steps, then +0.0075 per step, capped at 0.999."
+    d = lambda s: old_policy_decay(s, rate=0.0075, max_decay=0.999, flat=75)
+    assert [d(s) for s in (0, 74, 75)] == [0.0, 0.0, 0.0]
+    assert d(76) == pytest.approx(0.0075) and d(175) == pytest.approx(0.75) and d(10**4) == 0.999
+
+
+def test_level_draws_are_stratified_over_the_levels():
+    levels = [1.0, 0.9375, 0.8333, 0.625]
+    t = level_draws(6, 4, 8, levels, torch.Generator().manual_seed(0)).view(6, 8, 4)   # [sample, draw, chunk]
+    for i in range(6):
+        for c in range(4):
+            for half in (t[i, :4, c], t[i, 4:, c]):   # each block of 4 draws visits every level once
+                assert sorted(half.tolist()) == sorted(torch.tensor(levels).tolist())
+    assert level_draws(2, 3, 1, levels).shape == (2, 3)
+    with pytest.raises(ValueError, match="draws must be >= 1"): level_draws(2, 3, 0, levels)

@@ -36,14 +36,20 @@ def fixed_batch(tr):
 
 def test_config_errors_name_each_bad_value_and_the_allowed_ones():
     with pytest.raises(ValueError) as e:
-        TrainConfig(method='ppo', baseline='median', batch_size=6, group_size=4, d_steps=0, old_decay=2.0).validate()
+        TrainConfig(method='ppo', baseline='median', batch_size=6, group_size=4, d_steps=-1, old_decay=2.0,
+                    micro_batch=0, old_freeze=-2).validate()
     msg = str(e.value)
-    for part in ("method='ppo': valid methods are afd, sft", "baseline='median': valid baselines are batch, prompt",
-                 "batch_size=6 must be a multiple of group_size=4", "d_steps=0: must be an integer >= 1",
-                 "old_decay=2.0: must be None (schedule) or in [0, 1]"):
+    for part in ("method='ppo': valid methods are afd, sft", "baseline='median': valid baselines are batch, prompt, prompt_global_std",
+                 "batch_size=6 must be a multiple of group_size=4", "d_steps=-1: must be an integer >= 0",
+                 "old_decay=2.0: must be None (schedule) or in [0, 1]", "micro_batch=0: must be None or an integer >= 1",
+                 "old_freeze=-2: must be an integer >= 0"):
         assert part in msg, msg
-    with pytest.raises(ValueError, match="reward='oracle': valid rewards are discriminator, world, world_law"):
+    with pytest.raises(ValueError, match="reward='oracle': valid rewards are discriminator, world, world_law, darkness, random"):
         TrainConfig(reward='oracle').validate()
+    with pytest.raises(ValueError, match="d_steps=0 leaves the discriminator untrained"): TrainConfig(d_steps=0).validate()
+    TrainConfig(d_steps=0, reward='darkness').validate()
+    with pytest.raises(ValueError, match="baseline='prompt_global_std' needs group_size >= 2"):
+        TrainConfig(baseline='prompt_global_std').validate()
     with pytest.raises(ValueError, match="group_size >= 2"): TrainConfig(baseline='prompt').validate()
     TrainConfig(baseline='prompt', group_size=2).validate()
     TrainConfig(method='sft', baseline='prompt', batch_size=6, group_size=4).validate()   # SFT has no rollouts to group
@@ -111,7 +117,7 @@ def test_noise_draws_repeat_each_rollout_in_the_student_step(cache):
     tr = trainer(cache, cfg=dataclasses.replace(TINY, iterations=1, noise_draws=3))
     sizes = []
     orig = tr.afd_losses
-    tr.afd_losses = lambda x0, emb, mask, r, groups=None: (sizes.append(x0.shape[0]), orig(x0, emb, mask, r, groups))[1]
+    tr.afd_losses = lambda x0, emb, mask, r, groups=None, **kw: (sizes.append(x0.shape[0]), orig(x0, emb, mask, r, groups, **kw))[1]
     row = tr.fit()[-1]
     assert sizes == [3 * TINY.batch_size] and np.isfinite(row['loss'])
 
@@ -177,10 +183,10 @@ def test_sft_iteration_has_no_rollouts_and_logs_finite_metrics(cache):
     assert all(np.isfinite(row[k]) for k in ('loss', 'fm', 'prior', 'grad_norm', 'time_s'))
 
 
-@pytest.mark.parametrize('reward, key', [('world', None), ('world_law', 'g_law_ok')])
+@pytest.mark.parametrize('reward, key', [('world', None), ('world_law', 'law_ok')])
 def test_oracle_reward_weights_follow_the_world_score(cache, reward, key):
     """reward='world': the weights (E7) are a monotone map of the world's exact physics_score of each rollout;
-    'world_law': of its g_law_ok alone (1: fitted gravity nearest the world's g; 0 without a fit)."""
+    'world_law': of its per-clip law_ok alone (1: the world's gravity and first bounce; 0 without a fit)."""
     from afd_nb.evaluate import world_scores
     tr = trainer(cache, cfg=dataclasses.replace(TINY, reward=reward, batch_size=4))
     idx, emb, mask = fixed_batch(tr)
@@ -288,3 +294,103 @@ def test_a_run_does_not_resume_on_other_student_weights(cache, tmp_path):
     s = student(); s.source = '/elsewhere/pretrained'   # e.g. a pretrained student shipped after a random-student run
     with pytest.raises(ValueError, match="student_source: checkpoint '.*', now '/elsewhere/pretrained'"):
         Trainer(s, load_teacher('physics'), TINY, tmp_path, teacher_cache=cache, accelerator=Accelerator(cpu=True))
+
+
+# --- issue 26: an update that follows a reward -------------------------------------------------------------------
+
+def _captured_grads(tr, x0, emb, mask, r):
+    "The accumulated gradient of each optimizer step of `_student_updates`, captured instead of stepping."
+    grads = []
+    tr.opt.step = lambda: grads.append([p.grad.clone() for p in tr.params])
+    tr._student_updates(x0, emb, mask, r)
+    return grads
+
+
+def test_accumulation_over_micro_batches_gives_the_one_pass_gradient(cache):
+    "4 rollouts x 2 draws in passes of 1, 3 or all 8 rows: one optimizer step with the same gradient."
+    out = {}
+    for micro in (None, 1, 3):
+        tr = trainer(cache, cfg=dataclasses.replace(TINY, batch_size=4, noise_draws=2, micro_batch=micro))
+        idx, emb, mask = fixed_batch(tr)
+        x0, _ = tr.rollout(emb, mask)
+        out[micro] = _captured_grads(tr, x0, emb, mask, torch.tensor([0.9, 0.2, 0.6, 0.4]))
+    assert len(out[None]) == len(out[1]) == len(out[3]) == 1
+    assert max(float(g.abs().max()) for g in out[None][0]) > 0
+    for micro in (1, 3):
+        assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-7) for a, b in zip(out[None][0], out[micro][0])), micro
+
+
+def test_minibatches_are_separate_steps_and_old_policy_moves_once_after_them(cache):
+    """minibatch_size 1 of a batch of 2: two optimizer steps; θ_old is the same at both and becomes
+    d θ_old + (1 - d) θ after the second (d = old_decay); the schedule counts optimizer steps."""
+    tr = trainer(cache, cfg=dataclasses.replace(TINY, minibatch_size=1, old_decay=0.25, lr=1e-3))
+    old0 = [p.clone() for p in adapter_parameters(tr.student.transformer, 'old')]
+    seen, step = [], tr.opt.step
+    def spy(*a, **k):
+        seen.append([p.clone() for p in adapter_parameters(tr.student.transformer, 'old')]); return step(*a, **k)
+    tr.opt.step = spy
+    row = tr.iteration()
+    theta = [p.detach() for p in adapter_parameters(tr.student.transformer, 'default')]
+    assert len(seen) == 2 and all(torch.equal(a, b) for s in seen for a, b in zip(s, old0))
+    assert not all(torch.equal(a, b) for a, b in zip(old0, theta))
+    assert all(torch.allclose(o, 0.25 * a + 0.75 * b) for o, a, b in zip(adapter_parameters(tr.student.transformer, 'old'), old0, theta))
+    assert row['old_decay'] == 0.25
+    sched = trainer(cache, cfg=dataclasses.replace(TINY, minibatch_size=1, old_decay_rate=0.1, old_decay_flat=1))
+    assert sched.cfg.steps_per_iteration == 2 and sched.iteration()['old_decay'] == pytest.approx(0.1)   # (2 - 1) * 0.1
+
+
+def test_old_freeze_keeps_the_base_old_policy_for_its_iterations(cache):
+    tr = trainer(cache, cfg=dataclasses.replace(TINY, old_freeze=1, lr=1e-3))
+    old0 = [p.clone() for p in adapter_parameters(tr.student.transformer, 'old')]
+    assert tr.iteration()['old_decay'] == 1.0
+    assert all(torch.equal(a, b) for a, b in zip(adapter_parameters(tr.student.transformer, 'old'), old0))
+    assert tr.iteration()['old_decay'] < 1
+    assert not all(torch.equal(a, b) for a, b in zip(adapter_parameters(tr.student.transformer, 'old'), old0))
+
+
+def test_metrics_hold_the_time_of_each_part(cache, tmp_path):
+    tr = trainer(cache, tmp_path, dataclasses.replace(TINY, iterations=1, eval_every=1, eval_prompts=1))
+    tr.fit()
+    rows = read_jsonl(tmp_path/'metrics.jsonl')
+    train, ev = [r for r in rows if r['kind'] == 'train'], [r for r in rows if r['kind'] == 'eval']
+    keys = ('time_rollout', 'time_d', 'time_reward', 'time_student')
+    assert all(train[0][k] > 0 for k in keys) and sum(train[0][k] for k in keys) <= train[0]['time_s']
+    assert len(ev) == 2 and all(r['time_eval'] > 0 for r in ev)
+
+
+def test_rollouts_go_in_calls_of_rollout_batch_prompts(cache):
+    tr = trainer(cache, cfg=dataclasses.replace(TINY, batch_size=4, rollout_batch=3))
+    idx, emb, mask = fixed_batch(tr)
+    calls, orig = [], tr.student.model.rollout
+    tr.student.model.rollout = lambda e, **kw: (calls.append(e.shape[0]), orig(e, **kw))[1]
+    x0, y_S = tr.rollout(emb, mask)
+    assert calls == [3, 1] and x0.shape[0] == y_S.shape[0] == 4
+
+
+def test_sigmas_each_trains_every_chunk_at_each_level_once(cache):
+    tr = trainer(cache, cfg=dataclasses.replace(TINY, t_dist='sigmas_each'))
+    S, b = tr.student.preset.sigmas, tr.student.model.block_size
+    t, noise = tr._draw_t_noise(torch.zeros(3, 96, 12, 8, 8), draws=len(S))
+    assert t.shape == (3 * len(S), 12) and noise.shape == (3 * len(S), 96, 12, 8, 8)
+    per = t.view(3, len(S), 12)[:, :, ::b]   # [sample, draw, chunk]
+    assert all(sorted(per[i, :, k].tolist()) == sorted(torch.tensor(S).tolist()) for i in range(3) for k in range(per.shape[2]))
+
+
+def test_check_rewards_darkness_random_and_law_logging(cache):
+    "reward='darkness' ranks a black clip above a white one; 'random' draws U(0, 1) from the training RNG; d_steps=0 leaves D alone."
+    tr = trainer(cache, cfg=dataclasses.replace(TINY, reward='darkness', batch_size=4, d_steps=0))
+    idx, emb, mask = fixed_batch(tr)
+    y = torch.cat([torch.ones(2, 3, 24, 32, 32), -torch.ones(1, 3, 24, 32, 32), torch.zeros(1, 3, 24, 32, 32)])
+    r, stats = tr.weights(y, [tr.data.prompts[i] for i in idx], idx)
+    assert stats['world_mean'] == pytest.approx((0 + 0 + 1 + 0.5) / 4) and 'd_world_corr' not in stats
+    assert r[2] > r[3] > 0.5 > r[0] == r[1]
+    d0 = [p.clone() for p in tr.D_raw.parameters()]
+    row = tr.iteration()
+    assert 'd_loss' not in row and all(torch.equal(a, b) for a, b in zip(d0, tr.D_raw.parameters()))
+    rnd = trainer(cache, cfg=dataclasses.replace(TINY, reward='random', batch_size=4, log_law=2))
+    state = rnd.rng.get_state()
+    s1, e1 = rnd._scores(y, ['p'] * 4)
+    rnd.rng.set_state(state); s2, _ = rnd._scores(y, ['p'] * 4)
+    assert torch.equal(s1, s2) and ((s1 >= 0) & (s1 <= 1)).all() and len(set(s1.tolist())) == 4 and 'law_ok' not in e1
+    rows = [rnd.iteration() for _ in range(2)]
+    assert 'law_ok' not in rows[0] and 0 <= rows[1]['law_ok'] <= 1 and 'd_world_corr' in rows[1]
