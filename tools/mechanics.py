@@ -1,0 +1,127 @@
+#!/usr/bin/env python
+"""Issue 26's mechanics checks: the main job (`nbs/train_afd.ipynb`) with a reward whose answer is known, per seed.
+
+    python tools/mechanics.py world_law           # the oracle: each rollout's per-clip law_ok
+    python tools/mechanics.py darkness            # the trivial reward: mean darkness of the rollout
+    python tools/mechanics.py random              # the null control: uniform noise
+        [--seeds 0 1 2] [--student causal_forcing] [--out runs/mechanics] [--jobs 1] [-p NAME VALUE ...]
+
+Each run is `papermill nbs/train_afd.ipynb <out>/<reward>_s<seed>.ipynb -p reward <reward> -p seed <seed>
+-p out_dir <out>/<reward>_s<seed>` with the settings below (printed first; `-p NAME VALUE` overrides or adds any job
+parameter). A run whose `summary.json` exists is not run again (delete its folder to redo it). With `--jobs 1` the
+job's own output streams live (its `print_every` line: the mean reward and the training rollouts' `law_ok` share);
+afterwards, per run, the curve of the training rollouts every 10 iterations (mean reward, `law_ok` share where
+scored) and the paired eval change (eval `law_ok` share and general_score, before -> after, with the paired SE),
+then the verdict of the issue's done-when for this reward over the seeds:
+  world_law: eval law_ok share after >= 0.6 and |Δ general_score| <= 0.03;
+  random:    |Δ law_ok share| < 0.03 and |Δ general_score| < 0.03;
+  darkness:  the training reward rises steadily (every 10-iteration mean above the previous one, bar one).
+
+`--jobs 2` runs two seeds at once with one torch thread each (the 2-core machine); logs go to <out>/<run>.log.
+"""
+from __future__ import annotations
+import argparse, json, os, subprocess, sys, time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+REWARDS = ('world_law', 'darkness', 'random')
+# The anchors' shape of the update at a CPU budget (bench: tools/bench_afd.py): 32 rollouts per step (4 prompts x 8),
+# each at 2 of the sampler's levels, the anchors' baseline, no discriminator. Everything else is the job's default.
+SETTINGS = dict(batch_size=32, group_size=8, baseline='prompt_global_std', t_dist='sigmas_each', noise_draws=2,
+                micro_batch=8, d_steps=0, iterations=50, eval_every=0, print_every=10, max_minutes=11.0)
+
+
+def settings_for(reward: str, overrides: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    "The job parameters of one check, as papermill `-p` pairs (strings; papermill types them)."
+    p = {**{k: str(v) for k, v in SETTINGS.items()}, 'reward': reward,
+         'log_law': '0' if reward == 'world_law' else '10'}   # the oracle logs law_ok every iteration anyway
+    p.update(dict(overrides))
+    return list(p.items())
+
+
+def run_one(reward: str, seed: int, out: Path, params: list[tuple[str, str]], live: bool) -> Path:
+    "papermill one run (skipped when its summary.json exists); returns its folder."
+    folder = out/f'{reward}_s{seed}'
+    if (folder/'summary.json').exists(): return folder
+    cmd = [sys.executable, '-m', 'papermill', str(ROOT/'nbs'/'train_afd.ipynb'), str(out/f'{folder.name}.ipynb'),
+           '--cwd', str(ROOT), '-p', 'seed', str(seed), '-p', 'out_dir', str(folder)]
+    for k, v in params: cmd += ['-p', k, v]
+    t0 = time.time()
+    if live: rc = subprocess.call(cmd + ['--log-output', '--no-progress-bar'])
+    else:
+        with open(out/f'{folder.name}.log', 'w') as log: rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT)
+    print(f"{folder.name}: rc {rc}, {(time.time() - t0) / 60:.1f} min", flush=True)
+    if rc: raise RuntimeError(f"{folder.name} failed (rc {rc})" + ('' if live else f": see {out/f'{folder.name}.log'}"))
+    return folder
+
+
+def curve(rows: list[dict], every: int = 10) -> list[tuple[int, float, float]]:
+    "(last iteration, mean reward, mean law_ok share or NaN) of the training rows, per block of `every` iterations."
+    tr = [r for r in rows if r.get('kind') == 'train']
+    out = []
+    for s in range(0, len(tr), every):
+        block = tr[s:s + every]
+        law = [r['law_ok'] for r in block if r.get('law_ok') is not None]
+        out.append((block[-1]['iteration'], float(np.mean([r['score_mean'] for r in block])),
+                    float(np.mean(law)) if law else float('nan')))
+    return out
+
+
+def report(folder: Path) -> dict:
+    "Print one run's curve and paired eval change; return the numbers the verdict needs."
+    s = json.loads((folder/'summary.json').read_text())
+    rows = [json.loads(l) for l in (folder/'metrics.jsonl').read_text().splitlines() if l.strip()]
+    cur = curve(rows)
+    law = lambda x: x['parts'].get('physics', {}).get('law_ok', float('nan'))
+    d = s['delta_paired']
+    print(f"\n{folder.name}: {s['iterations_done']} iterations, wall {s['wall_time_s'] / 60:.1f} min "
+          f"(train {s['train_time_s'] / 60:.1f}), {s['threads']} thread(s); seconds by part {s.get('time_parts')}")
+    for it, rew, lo in cur: print(f"   iteration {it:4d}: training reward {rew:.4f}   law_ok share {lo:.3f}")
+    print(f"   eval law_ok share {law(s['before']):.3f} -> {law(s['after']):.3f} (paired Δ {d['law_ok']['mean']:+.3f} "
+          f"± {d['law_ok']['se']:.3f}); general_score {s['before']['general_score']:.3f} -> {s['after']['general_score']:.3f} "
+          f"(paired Δ {d['general_score']['mean']:+.3f} ± {d['general_score']['se']:.3f})")
+    return dict(law_after=law(s['after']), d_law=d['law_ok']['mean'], d_general=d['general_score']['mean'],
+                rewards=[c[1] for c in cur], wall=s['wall_time_s'])
+
+
+def verdict(reward: str, res: list[dict]) -> str:
+    "The issue's done-when for `reward`, over the runs `res` (see the module docstring)."
+    if reward == 'world_law':
+        ok = all(r['law_after'] >= 0.6 and abs(r['d_general']) <= 0.03 for r in res)
+        what = "eval law_ok share >= 0.6 and |Δ general| <= 0.03 in every seed"
+    elif reward == 'random':
+        ok = all(abs(r['d_law']) < 0.03 and abs(r['d_general']) < 0.03 for r in res)
+        what = "|Δ law_ok share| < 0.03 and |Δ general| < 0.03 in every seed"
+    else:
+        ok = all(len(r['rewards']) > 1 and sum(b <= a for a, b in zip(r['rewards'], r['rewards'][1:])) <= 1 for r in res)
+        what = "the darkness reward rises from block to block (at most one dip) in every seed"
+    return f"{'PASS' if ok else 'FAIL'}: {what}"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('reward', choices=REWARDS)
+    ap.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    ap.add_argument('--student', default='causal_forcing')
+    ap.add_argument('--out', default=str(ROOT/'runs'/'mechanics'))
+    ap.add_argument('--jobs', type=int, default=1, help="runs at once (each gets cores // jobs torch threads)")
+    ap.add_argument('-p', '--param', nargs=2, action='append', default=[], metavar=('NAME', 'VALUE'))
+    a = ap.parse_args(argv)
+    out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
+    threads = [('threads', str(max(1, (os.cpu_count() or 1) // a.jobs)))] if a.jobs > 1 else []
+    params = settings_for(a.reward, [('student', a.student), *threads, *map(tuple, a.param)])
+    print(f"{a.reward}, seeds {a.seeds}: " + ' '.join(f"-p {k} {v}" for k, v in params), flush=True)
+    with ThreadPoolExecutor(a.jobs) as ex:
+        folders = list(ex.map(lambda s: run_one(a.reward, s, out, params, a.jobs == 1), a.seeds))
+    res = [report(f) for f in folders]
+    print(f"\n{a.reward} over seeds {a.seeds}: Δ law_ok share {np.mean([r['d_law'] for r in res]):+.3f} "
+          f"(sd {np.std([r['d_law'] for r in res], ddof=1) if len(res) > 1 else float('nan'):.3f}), Δ general_score "
+          f"{np.mean([r['d_general'] for r in res]):+.3f}, wall {np.mean([r['wall'] for r in res]) / 60:.1f} min per run")
+    print(verdict(a.reward, res))
+
+
+if __name__ == '__main__':
+    main()
