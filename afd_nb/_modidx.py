@@ -240,6 +240,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
             'afd_nb.nft': { 'afd_nb.nft._adaptive_sq_err': ('nft.html#_adaptive_sq_err', 'afd_nb/nft.py'),
                             'afd_nb.nft._expand_r': ('nft.html#_expand_r', 'afd_nb/nft.py'),
                             'afd_nb.nft._per_sample_mean': ('nft.html#_per_sample_mean', 'afd_nb/nft.py'),
+                            'afd_nb.nft._sq_err': ('nft.html#_sq_err', 'afd_nb/nft.py'),
                             'afd_nb.nft.afd_loss': ('nft.html#afd_loss', 'afd_nb/nft.py'),
                             'afd_nb.nft.ema_': ('nft.html#ema_', 'afd_nb/nft.py'),
                             'afd_nb.nft.implicit_policies': ('nft.html#implicit_policies', 'afd_nb/nft.py'),

@@ -34,10 +34,17 @@ def _adaptive_sq_err(v: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, x0: to
     with torch.no_grad(): w = _per_sample_mean((x0_hat.double() - x0.double()).abs()).clamp_min(1e-5)
     return _per_sample_mean((x0_hat - x0) ** 2) / w.to(x0_hat.dtype)
 
+def _sq_err(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
+    "Per-sample mean of `(a - b)²` `[B]`; with times `t` (`[B]` or `[B, F]`) in x0 space: of `t² (a - b)²`."
+    from afd_nb.flow import expand_t
+    e = (a - b) ** 2
+    return _per_sample_mean(e if t is None else e * expand_t(t, e) ** 2)
+
 def nft_loss(v_theta: torch.Tensor, v_old: torch.Tensor, v_target: torch.Tensor, r: torch.Tensor, beta: float,
              adaptive: bool = False, x_t: torch.Tensor | None = None, t: torch.Tensor | None = None,
-             x0: torch.Tensor | None = None) -> torch.Tensor:
-    "(E9) per sample `[B]`: `(r ‖v⁺-v‖² + (1-r) ‖v⁻-v‖²) / β`; velocities `[B, ...]`, `r` `[B]` in [0, 1]."
+             x0: torch.Tensor | None = None, x0_space: bool = False) -> torch.Tensor:
+    """(E9) per sample `[B]`: `(r ‖v⁺-v‖² + (1-r) ‖v⁻-v‖²) / β`; velocities `[B, ...]`, `r` `[B]` in [0, 1];
+    `x0_space`: the errors of `x̂_0 = x_t - t v` (`t²` times the velocity errors); `adaptive`: DiffusionNFT's weight."""
     if beta <= 0: raise ValueError(f"beta must be > 0, got {beta}")
     r = _expand_r(r, v_theta)
     v_pos, v_neg = implicit_policies(v_theta, v_old, beta)
@@ -45,7 +52,9 @@ def nft_loss(v_theta: torch.Tensor, v_old: torch.Tensor, v_target: torch.Tensor,
         if x_t is None or t is None or x0 is None: raise ValueError("adaptive=True needs x_t, t and x0")
         pos, neg = _adaptive_sq_err(v_pos, x_t, t, x0), _adaptive_sq_err(v_neg, x_t, t, x0)
     else:
-        pos, neg = _per_sample_mean((v_pos - v_target) ** 2), _per_sample_mean((v_neg - v_target) ** 2)
+        if x0_space and t is None: raise ValueError("x0_space=True needs t")
+        tt = t if x0_space else None
+        pos, neg = _sq_err(v_pos, v_target, tt), _sq_err(v_neg, v_target, tt)
     return (r * pos + (1 - r) * neg) / beta
 
 # %% ../nbs/32_nft.ipynb #a7b8c9d0
@@ -60,15 +69,16 @@ def level_draws(n: int, chunks: int, draws: int, levels, generator: torch.Genera
     return lv[order].permute(0, 2, 1).reshape(n * draws, chunks)
 
 # %% ../nbs/32_nft.ipynb #621084fc
-def prior_loss(v_theta: torch.Tensor, v_ref: torch.Tensor) -> torch.Tensor:
-    "(E10) per sample `[B]`: `‖v_θ - v_ref‖²` (mean over elements), `v_ref` detached."
-    return _per_sample_mean((v_theta - v_ref.detach()) ** 2)
+def prior_loss(v_theta: torch.Tensor, v_ref: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
+    "(E10) per sample `[B]`: `‖v_θ - v_ref‖²` (mean over elements; with `t`, in x0 space: `t²` times it), `v_ref` detached."
+    return _sq_err(v_theta, v_ref.detach(), t)
 
 def afd_loss(v_theta: torch.Tensor, v_old: torch.Tensor, v_ref: torch.Tensor, v_target: torch.Tensor,
-             r: torch.Tensor, beta: float = 0.1, prior_weight: float = 1e-4, **adaptive_kw) -> dict:
-    "(E11) `L_AFD = L_NFT + λ L_prior`, batch means: a dict with `loss` (to backprop), `nft`, `prior` (floats)."
-    nft = nft_loss(v_theta, v_old, v_target, r, beta, **adaptive_kw).mean()
-    prior = prior_loss(v_theta, v_ref).mean()
+             r: torch.Tensor, beta: float = 0.1, prior_weight: float = 1e-4, **loss_kw) -> dict:
+    """(E11) `L_AFD = L_NFT + λ L_prior`, batch means: a dict with `loss` (to backprop), `nft`, `prior` (floats).
+    `loss_kw` go to `nft_loss` (`adaptive`, `x0_space`, `x_t`, `t`, `x0`); with `x0_space` the prior is in x0 space too."""
+    nft = nft_loss(v_theta, v_old, v_target, r, beta, **loss_kw).mean()
+    prior = prior_loss(v_theta, v_ref, loss_kw.get('t') if loss_kw.get('x0_space') else None).mean()
     return dict(loss=nft + prior_weight * prior, nft=float(nft.detach()), prior=float(prior.detach()))
 
 # %% ../nbs/32_nft.ipynb #99f8b779

@@ -29,12 +29,13 @@ from .run_state import (plot_curves, save_curves, timed, progress_line, capture_
                         publish_checkpoint, atomic_write_text, append_jsonl, write_jsonl, read_jsonl)
 
 # %% auto #0
-__all__ = ['METHODS', 'T_DISTS', 'REWARDS', 'RESUMABLE', 'TrainConfig', 'pixel_format', 'conform_videos', 'teacher_prompts',
-           'TeacherClips', 'disc_parameters', 'disc_state', 'load_disc_state', 'Trainer']
+__all__ = ['METHODS', 'T_DISTS', 'LOSS_SPACES', 'REWARDS', 'RESUMABLE', 'TrainConfig', 'pixel_format', 'conform_videos',
+           'teacher_prompts', 'TeacherClips', 'disc_parameters', 'disc_state', 'load_disc_state', 'Trainer']
 
 # %% ../nbs/33_train.ipynb #8bc2e430
 METHODS = ('afd', 'sft')
 T_DISTS = ('logit_normal', 'uniform', 'sigmas', 'sigmas_each')   # 'sigmas*': the preset's few-step noise levels
+LOSS_SPACES = ('velocity', 'x0')
 REWARDS = ('discriminator', 'world', 'world_law', 'darkness', 'random')   # all but 'discriminator': check rewards
 # settings that may change when a run is resumed (everything else must match the checkpoint)
 RESUMABLE = ('iterations', 'eval_every', 'eval_prompts', 'eval_seed', 'ckpt_every', 'keep_checkpoints', 'log_law', 'print_every')
@@ -69,6 +70,7 @@ class TrainConfig:
     print_every: int = 0               # print `progress_line` every N iterations; 0: never
     adv_clip: float = 5.0              # A_max of (E7)
     adaptive: bool = False             # DiffusionNFT's adaptive x0 weight in (E9)
+    loss_space: str = 'velocity'       # (E9)-(E10) errors in 'velocity' or 'x0' space (t² x velocity error; both anchors)
     t_dist: str = 'logit_normal'       # training times: 'logit_normal' | 'uniform' (then (E3) with t_shift) | 'sigmas' | 'sigmas_each'
     t_shift: float | None = None       # None: the student's preset shift (5, tiny and real)
     old_decay: float | None = None     # None: old_policy_decay(optimizer steps); else a constant d in [0, 1]
@@ -88,7 +90,8 @@ class TrainConfig:
     def problems(self) -> list[str]:
         "Every bad value, each with what is allowed."
         p, c = [], self
-        for k, valid in (('method', METHODS), ('baseline', BASELINES), ('reward', REWARDS), ('t_dist', T_DISTS)):
+        for k, valid in (('method', METHODS), ('baseline', BASELINES), ('reward', REWARDS), ('t_dist', T_DISTS),
+                         ('loss_space', LOSS_SPACES)):
             if getattr(c, k) not in valid: p.append(f"{k}={getattr(c, k)!r}: valid {k}s are {', '.join(valid)}")
         for k in ('iterations', 'eval_every', 'eval_prompts', 'ckpt_every', 'keep_checkpoints', 'teacher_seed', 'seed',
                   'd_steps', 'log_law', 'print_every', 'old_decay_flat', 'old_freeze'):

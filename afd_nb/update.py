@@ -65,7 +65,7 @@ def afd_losses(tr, x0: torch.Tensor, emb: torch.Tensor, mask: torch.Tensor, r: t
     ref = velocities(tr, x_t, t, x0, emb, mask, ['old'] + (['ref'] if c.prior_weight > 0 else []))
     v_theta = tr.model(x_t, t, x0, emb, mask).float()       # view `default`, with gradient
     v_ref = ref.get('ref', v_theta.detach())
-    kw = dict(adaptive=True, x_t=x_t, t=t, x0=x0) if c.adaptive else {}
+    kw = dict(adaptive=c.adaptive, x0_space=c.loss_space == 'x0', x_t=x_t, t=t, x0=x0)
     return afd_loss(v_theta, ref['old'], v_ref, v, r.to(v_theta.device), c.beta, c.prior_weight, **kw)
 
 def sft_losses(tr, x0: torch.Tensor, emb: torch.Tensor, mask: torch.Tensor,

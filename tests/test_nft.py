@@ -80,3 +80,20 @@ def test_level_draws_are_stratified_over_the_levels():
                 assert sorted(half.tolist()) == sorted(torch.tensor(levels).tolist())
     assert level_draws(2, 3, 1, levels).shape == (2, 3)
     with pytest.raises(ValueError, match="draws must be >= 1"): level_draws(2, 3, 0, levels)
+
+
+def test_x0_space_errors_are_t_squared_velocity_errors():
+    "x0_space: ‖x̂0± - x0‖² with x̂0 = x_t - t v, i.e. t² (per frame) times the velocity error; the prior likewise."
+    g = torch.Generator().manual_seed(7)
+    shape = (3, 4, 2, 3, 3)
+    vt, vo, v, vr = (_rand(*shape, g=g) for _ in range(4))
+    r, t = torch.rand(3, generator=g), torch.rand(3, 2, generator=g)
+    w = t[:, None, :, None, None] ** 2
+    for beta in (0.1, 1.0):
+        vp, vn = (1 - beta) * vo + beta * vt, (1 + beta) * vo - beta * vt
+        want = (r * (w * (vp - v) ** 2).flatten(1).mean(1) + (1 - r) * (w * (vn - v) ** 2).flatten(1).mean(1)) / beta
+        assert torch.allclose(nft_loss(vt, vo, v, r, beta, t=t, x0_space=True), want, atol=1e-6)
+    assert torch.allclose(prior_loss(vt, vr, t), (w * (vt - vr) ** 2).flatten(1).mean(1))
+    out = afd_loss(vt, vo, vr, v, r, 0.1, 0.5, x0_space=True, t=t)
+    assert out['prior'] == pytest.approx(float(prior_loss(vt, vr, t).mean()), rel=1e-5)
+    with pytest.raises(ValueError, match="x0_space=True needs t"): nft_loss(vt, vo, v, r, 0.1, x0_space=True)

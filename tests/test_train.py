@@ -48,6 +48,7 @@ def test_config_errors_name_each_bad_value_and_the_allowed_ones():
         TrainConfig(reward='oracle').validate()
     with pytest.raises(ValueError, match="d_steps=0 leaves the discriminator untrained"): TrainConfig(d_steps=0).validate()
     TrainConfig(d_steps=0, reward='darkness').validate()
+    with pytest.raises(ValueError, match="loss_space='pixel': valid loss_spaces are velocity, x0"): TrainConfig(loss_space='pixel').validate()
     with pytest.raises(ValueError, match="baseline='prompt_global_std' needs group_size >= 2"):
         TrainConfig(baseline='prompt_global_std').validate()
     with pytest.raises(ValueError, match="group_size >= 2"): TrainConfig(baseline='prompt').validate()
@@ -394,3 +395,19 @@ def test_check_rewards_darkness_random_and_law_logging(cache):
     assert torch.equal(s1, s2) and ((s1 >= 0) & (s1 <= 1)).all() and len(set(s1.tolist())) == 4 and 'law_ok' not in e1
     rows = [rnd.iteration() for _ in range(2)]
     assert 'law_ok' not in rows[0] and 0 <= rows[1]['law_ok'] <= 1 and 'd_world_corr' in rows[1]
+
+
+def test_x0_loss_space_weighs_each_frame_by_t_squared(cache):
+    "loss_space='x0' (both anchors): the same rollout, t and noise give the velocity loss's terms times t² per frame."
+    tr = trainer(cache, cfg=dataclasses.replace(TINY, loss_space='x0', t_dist='sigmas', prior_weight=1.0))
+    idx, emb, mask = fixed_batch(tr)
+    x0, _ = tr.rollout(emb, mask)
+    t, noise = tr._draw_t_noise(x0)
+    r = torch.tensor([0.7, 0.3])
+    x0_out = tr.afd_losses(x0, emb, mask, r, t=t, noise=noise)
+    tr.cfg.loss_space = 'velocity'
+    t_one = torch.full_like(t, float(t.max()))   # with one t everywhere the two differ by exactly t²
+    a = tr.afd_losses(x0, emb, mask, r, t=t_one, noise=noise)
+    tr.cfg.loss_space = 'x0'
+    b = tr.afd_losses(x0, emb, mask, r, t=t_one, noise=noise)
+    assert b['nft'] == pytest.approx(a['nft'] * float(t.max()) ** 2, rel=1e-4) and np.isfinite(x0_out['nft'])
