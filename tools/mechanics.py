@@ -18,6 +18,7 @@ then the verdict of the issue's done-when for this reward over the seeds:
   darkness:  the training reward rises steadily (every 10-iteration mean above the previous one, bar one).
 
 `--jobs 2` runs two seeds at once with one torch thread each (the 2-core machine); logs go to <out>/<run>.log.
+A variant of the settings needs its own `--out` (a finished run in the folder is not run again).
 """
 from __future__ import annotations
 import argparse, json, os, subprocess, sys, time
@@ -50,10 +51,10 @@ def run_one(reward: str, seed: int, out: Path, params: list[tuple[str, str]], li
     folder = out/f'{reward}_s{seed}'
     if (folder/'summary.json').exists(): return folder
     cmd = [sys.executable, '-m', 'papermill', str(ROOT/'nbs'/'train_afd.ipynb'), str(out/f'{folder.name}.ipynb'),
-           '--cwd', str(ROOT), '-p', 'seed', str(seed), '-p', 'out_dir', str(folder)]
+           '--cwd', str(ROOT), '--log-output', '--no-progress-bar', '-p', 'seed', str(seed), '-p', 'out_dir', str(folder)]
     for k, v in params: cmd += ['-p', k, v]
     t0 = time.time()
-    if live: rc = subprocess.call(cmd + ['--log-output', '--no-progress-bar'])
+    if live: rc = subprocess.call(cmd)
     else:
         with open(out/f'{folder.name}.log', 'w') as log: rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT)
     print(f"{folder.name}: rc {rc}, {(time.time() - t0) / 60:.1f} min", flush=True)
