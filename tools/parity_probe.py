@@ -16,12 +16,19 @@ base-student rollout) pairs of the same prompt, `--d-steps` steps on each (defau
 
     python tools/parity_probe.py causal_forcing [--checkpoint runs/p25/causal_forcing/student] [--threads 2]
 
+`--blur S` blurs every clip D sees (teacher and student alike) with a Gaussian of S pixels, as `D(blur(y))`: it asks
+how much of D's win is fine appearance (edges, halos) rather than layout, size and motion. `--view even` shows D every
+second frame only (one frame of each latent frame pair: no two-frame staircase), `--view late` drops the first 6
+frames (the first chunk); each asks whether D's win is there.
+
 Teacher clips are the world's renders (`PhysicsTeacher`, seed = prompt index); rollouts use the student's preset steps.
 """
 import argparse, json, time
 
 import numpy as np
 import torch
+
+from d_probe import blur   # tools/d_probe.py: the same separable Gaussian blur
 
 
 def rollouts(student, prompts, seed: int, batch: int = 16) -> torch.Tensor:
@@ -37,17 +44,24 @@ def teacher_clips(prompts, fmt: dict) -> torch.Tensor:
     return torch.from_numpy(np.stack(clips)).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
 
 
+def view(videos: torch.Tensor, kind: str, sigma: float) -> torch.Tensor:
+    "What D sees of clips `[B, 3, F, H, W]`: 'full', 'even' (frames 0, 2, 4, ...) or 'late' (frames 6...), then the blur."
+    v = videos[:, :, ::2] if kind == 'even' else videos[:, :, 6:] if kind == 'late' else videos
+    return blur(v, sigma)
+
+
 def train_d(student, fmt: dict, y_T: torch.Tensor, y_S: torch.Tensor, prompts, a) -> torch.nn.Module:
     "A fresh D trained by (E4) as `Trainer._d_update` does: `a.iterations` batches of pairs, `a.d_steps` steps each."
     from afd_nb.discriminator import PhysicsDiscriminator, bt_loss
     from afd_nb.train import disc_parameters
     torch.manual_seed(a.seed)
-    D = PhysicsDiscriminator(student.text, student.text.dim, a.d_width, dict(fmt))
+    n_frames = view(y_T[:1], a.view, 0.0).shape[2]
+    D = PhysicsDiscriminator(student.text, student.text.dim, a.d_width, {**fmt, 'num_frames': n_frames})
     opt = torch.optim.AdamW(disc_parameters(D), a.d_lr, weight_decay=1e-4)
     g = torch.Generator().manual_seed(a.seed)
     for it in range(a.iterations):
         idx = torch.randperm(len(prompts), generator=g)[:a.batch]
-        both, ps = torch.cat([y_T[idx], y_S[idx]]), [prompts[i] for i in idx.tolist()] * 2
+        both, ps = view(torch.cat([y_T[idx], y_S[idx]]), a.view, a.blur), [prompts[i] for i in idx.tolist()] * 2
         for _ in range(a.d_steps):
             loss = bt_loss(*D(both, ps).float().chunk(2))
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
@@ -55,8 +69,10 @@ def train_d(student, fmt: dict, y_T: torch.Tensor, y_S: torch.Tensor, prompts, a
 
 
 @torch.no_grad()
-def d_scores(D, videos: torch.Tensor, prompts, batch: int = 32) -> torch.Tensor:
-    return torch.cat([D(videos[k:k + batch], list(prompts[k:k + batch])).float() for k in range(0, len(videos), batch)])
+def d_scores(D, videos: torch.Tensor, prompts, a, batch: int = 32) -> torch.Tensor:
+    "D's scores `[N]` of `videos` `[N, 3, F, H, W]`, seen as D trained (`view`)."
+    return torch.cat([D(view(videos[k:k + batch], a.view, a.blur), list(prompts[k:k + batch])).float()
+                      for k in range(0, len(videos), batch)])
 
 
 def within_prompt_tau(d: np.ndarray, ok: np.ndarray, ids: np.ndarray) -> tuple[float, int]:
@@ -78,8 +94,8 @@ def run_domain(student, fmt, domain: str, reps: int, a) -> dict:
     held = [p for _ in range(reps) for p in eval_ps]
     ids = np.array([i for _ in range(reps) for i in range(len(eval_ps))])
     y_S = torch.cat([rollouts(student, eval_ps, a.seed + 10_000 * (r + 1)) for r in range(reps)])
-    s_T, s_S = d_scores(D, teacher_clips(eval_ps, fmt), eval_ps).numpy(), d_scores(D, y_S, held).numpy()
-    out = dict(domain=domain, n_train=len(train_ps), n_eval=len(eval_ps), reps=reps,
+    s_T, s_S = d_scores(D, teacher_clips(eval_ps, fmt), eval_ps, a).numpy(), d_scores(D, y_S, held, a).numpy()
+    out = dict(domain=domain, blur=a.blur, view=a.view, n_train=len(train_ps), n_eval=len(eval_ps), reps=reps,
                heldout_accuracy=float((s_T[ids] > s_S).mean()))
     if domain == 'physics':
         res = evaluate_clips([Clip(f, fmt['fps'], p) for f, p in zip(batch_to_frames(y_S), held)])
@@ -104,6 +120,8 @@ def main(argv=None):
     ap.add_argument('--reps', type=int, default=2, help="general: rollouts per held-out prompt")
     ap.add_argument('--pool', type=int, default=8, help="physics: rollouts per held-out prompt")
     ap.add_argument('--domains', nargs='+', default=['general', 'physics'])
+    ap.add_argument('--blur', type=float, default=0.0, help="Gaussian blur (px) of every clip D sees (0: none)")
+    ap.add_argument('--view', default='full', choices=['full', 'even', 'late'], help="which frames D sees")
     ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--out', default=None, help="write the results as JSON")
