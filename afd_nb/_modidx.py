@@ -432,6 +432,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                              'afd_nb.text.build_tiny_text_encoder': ('text.html#build_tiny_text_encoder', 'afd_nb/text.py'),
                              'afd_nb.text.build_world_tokenizer': ('text.html#build_world_tokenizer', 'afd_nb/text.py'),
                              'afd_nb.text.clean_prompt': ('text.html#clean_prompt', 'afd_nb/text.py'),
+                             'afd_nb.text.in_grammar': ('text.html#in_grammar', 'afd_nb/text.py'),
                              'afd_nb.text.load_text_encoder': ('text.html#load_text_encoder', 'afd_nb/text.py'),
                              'afd_nb.text.prompt_attributes': ('text.html#prompt_attributes', 'afd_nb/text.py'),
                              'afd_nb.text.tiny_umt5_config': ('text.html#tiny_umt5_config', 'afd_nb/text.py'),

@@ -15,8 +15,8 @@ from .core import default_device, default_dtype, get_settings
 # %% auto #0
 __all__ = ['SPECIAL_TOKENS', 'PUNCTUATION', 'ATTRIBUTE_SLOTS', 'ATTRIBUTE_FILE', 'TEXT_SIZES', 'TINY_MAX_LENGTH',
            'REAL_MAX_LENGTH', 'build_world_tokenizer', 'umt5_xxl_config', 'tiny_umt5_config', 'clean_prompt',
-           'TextEncoder', 'attribute_values', 'prompt_attributes', 'AttributeTokens', 'build_tiny_text_encoder',
-           'load_text_encoder']
+           'TextEncoder', 'attribute_values', 'in_grammar', 'prompt_attributes', 'AttributeTokens',
+           'build_tiny_text_encoder', 'load_text_encoder']
 
 # %% ../nbs/22_text.ipynb #dc64e6d2
 SPECIAL_TOKENS = ('[PAD]', '[EOS]', '[UNK]')  # ids 0, 1, 2 as in T5 / umT5
@@ -99,8 +99,8 @@ class TextEncoder(torch.nn.Module):
         h = self.model(input_ids=ids.to(self.device), attention_mask=mask.long()).last_hidden_state
         h = h.masked_fill(~mask[..., None], 0)
         if self.attributes is not None:
-            a = self.attributes(prompts).to(h)
-            h, mask = torch.cat([h, a], 1), torch.cat([mask, mask.new_ones(a.shape[:2])], 1)
+            a, am = self.attributes(prompts)
+            h, mask = torch.cat([h, a.to(h)], 1), torch.cat([mask, am.to(mask.device)], 1)
         return h, mask
 
     @torch.no_grad()
@@ -166,6 +166,14 @@ def attribute_values() -> dict[str, tuple[str, ...]]:
             'size': size, 'direction': obj(DIRECTIONS), 'speed': ('-', 'slowly', 'quickly'), 'place': obj(PLACES),
             'shape2': obj(SHAPES), 'color2': obj(COLORS), 'size2': size}
 
+_ANY_PROMPT = 'a red ball moves up'   # stands in for a prompt outside the grammar (its tokens are then masked out)
+
+def in_grammar(prompt: str) -> bool:
+    "Whether `parse_prompt` reads `prompt` (a sentence of the world's grammar)."
+    from afd_nb.world import parse_prompt
+    try: parse_prompt(prompt); return True
+    except ValueError: return False
+
 def prompt_attributes(prompt: str) -> dict[str, str]:
     "A grammar prompt -> `{slot: value}` for every slot of `ATTRIBUTE_SLOTS` ('-' where unsaid)."
     from afd_nb.world import parse_prompt
@@ -183,7 +191,8 @@ def prompt_attributes(prompt: str) -> dict[str, str]:
 
 # %% ../nbs/22_text.ipynb #ab37caa3
 class AttributeTokens(torch.nn.Module):
-    "A learned table: grammar prompts -> one token per slot, `[B, len(ATTRIBUTE_SLOTS), dim]`."
+    """A learned table: grammar prompts -> one token per slot, `[B, len(ATTRIBUTE_SLOTS), dim]`, and their mask.
+    A prompt outside the grammar gets zero, masked-out tokens: umT5's tokens alone carry it."""
     def __init__(self, dim: int, seed: int = 0):
         super().__init__()
         vals = attribute_values()
@@ -198,7 +207,13 @@ class AttributeTokens(torch.nn.Module):
         rows = [[self.index[s, a[s]] for s in ATTRIBUTE_SLOTS] for a in map(prompt_attributes, prompts)]
         return torch.tensor(rows, dtype=torch.long, device=self.table.weight.device)
 
-    def forward(self, prompts: Sequence[str]) -> torch.Tensor: return self.table(self.ids(prompts))
+    def forward(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        "Prompts -> tokens `[B, S, dim]` and mask `[B, S]` bool (all False, tokens 0, for a prompt outside the grammar)."
+        if isinstance(prompts, str): prompts = [prompts]
+        ok = [in_grammar(p) for p in prompts]
+        rows = self.table(self.ids([p if k else _ANY_PROMPT for p, k in zip(prompts, ok)]))
+        mask = torch.tensor(ok, device=rows.device)[:, None].expand(-1, len(ATTRIBUTE_SLOTS))
+        return rows * mask[..., None], mask
 
     def save(self, folder: str | Path) -> Path:
         from safetensors.torch import save_file
