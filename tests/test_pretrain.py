@@ -187,14 +187,21 @@ def test_training_times_follow_t_shift_not_the_sampling_shift(corpus, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize('name', ['self_forcing', 'causal_forcing'])
 def test_shipped_student_quality(name):
-    "Issue 5's thresholds on the eval prompts, sampled with the preset's few steps."
+    """Issue 25's targets on the eval prompts (one noise seed), sampled with the preset's few steps: a student that draws
+    and follows the prompt like the teacher and is weak only on physics. Known to fail for the students shipped
+    2026-12-07 on direction_ok (and object_ok, place_ok, law_ok for self_forcing): see README, "Pretrained students"."""
     from afd_nb.core import data_samples_dir
-    from afd_nb.evaluate import evaluate_student
+    from afd_nb.evaluate import evaluate_clips, evaluate_student
     from afd_nb.teachers import load_prompts
+    from afd_nb.video import Clip
+    from afd_nb.world import render, scene_from_prompt
     if not (data_samples_dir()/'students'/name/'model.safetensors').exists(): pytest.skip(f'no shipped {name}')
     st = load_student(name, 'tiny', device='cpu')
     assert st.source != 'random' and st.text_path is not None   # the trained text encoder is loaded too
-    h = evaluate_student(st, load_prompts('general', 'eval') + load_prompts('physics', 'eval'), seed=123,
-                         progress=False).headline()
-    assert h['general/object_ok'] >= 0.95 and h['general/general_score'] >= 0.8, h
-    assert h['physics/found'] >= 0.9 and h['physics/physics_score'] < 0.8, h
+    prompts = load_prompts('general', 'eval') + load_prompts('physics', 'eval')
+    h = evaluate_student(st, prompts, seed=123, progress=False).headline()
+    teacher = evaluate_clips([Clip(render(scene_from_prompt(p, 123 + i), 32, 8.0, 24), 8.0, p) for i, p in enumerate(prompts)]).headline()
+    assert h['general/found'] >= 0.95 and h['general/object_ok'] >= 0.95, h
+    assert h['general/direction_ok'] >= 0.85 and h['general/place_ok'] >= 0.85, h
+    assert abs(h['general/area'] / teacher['general/area'] - 1) <= 0.15, (h, teacher)
+    assert h['physics/found'] >= 0.9 and 0.1 <= h['physics/law_ok'] <= 0.4, h
