@@ -189,7 +189,7 @@ def test_training_times_follow_t_shift_not_the_sampling_shift(corpus, tmp_path):
 def test_shipped_student_quality(name):
     """Issue 25's targets on the eval prompts (one noise seed), sampled with the preset's few steps: a student that draws
     and follows the prompt like the teacher and is weak only on physics. Known to fail for the students shipped
-    2026-12-07 on direction_ok (and object_ok, place_ok, law_ok for self_forcing): see README, "Pretrained students"."""
+    2026-12-07 on direction_ok and object_ok (and place_ok for self_forcing): see README, "Pretrained students"."""
     from afd_nb.core import data_samples_dir
     from afd_nb.evaluate import evaluate_clips, evaluate_student
     from afd_nb.teachers import load_prompts

@@ -37,10 +37,10 @@ def displacements(clips, prompts, spans=((0, 5), (6, 23))) -> list[np.ndarray]:
 
 
 def centroid_drift(pix) -> float:
-    "Mean horizontal drift (pixels) of the darkness centroid from frame 0 to frame 5 of pixel clips `[B, 3, F, H, W]`."
+    "Mean horizontal drift (pixels) of the darkness centroid from the first to the last frame of pixel clips `[B, 3, F, H, W]`."
     m = (1 - pix.float().clamp(-1, 1).mean(1).add(1).div(2)).clamp_min(0)          # darkness [B, F, H, W]
     cx = (m.sum(-2) * torch.arange(m.shape[-1]).float()).sum(-1) / (m.sum((-1, -2)) + 1e-6)
-    return float((cx[:, 5] - cx[:, 0]).mean())
+    return float((cx[:, -1] - cx[:, 0]).mean())
 
 
 @torch.no_grad()
@@ -86,7 +86,8 @@ def main(argv=None):
         s = displacements([c.frames for c in sample_clips(st, ps, seed=7, progress=False)], ps)
         w = displacements([render_clip(p, i, 'general', CorpusSpec()) for i, p in enumerate(ps)], ps)
         print(f"{d:13s} | {fmt(s[0])} {fmt(s[1])} | {fmt(w[0])} {fmt(w[1])}", flush=True)
-    print("\nchunk 0 of balls moving right, noised to σ, denoised once: x̂0's drift (px, frames 0 -> 5)")
+    last = st.model.block_size * 24 // st.model.num_frames - 1   # the first AR block's last pixel frame
+    print(f"\nchunk 0 of balls moving right, noised to σ, denoised once: x̂0's drift (px, frames 0 -> {last})")
     print("σ     | prompt 'to the right' | prompt 'to the left'")
     for s_, r, l in text_effect(st, a.n):
         print(f"{s_:.2f}  | {r:+.1f}" + (" (the clips themselves)" if s_ == 0 else f"                  | {l:+.1f}"))
