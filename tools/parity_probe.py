@@ -21,7 +21,8 @@ how much of D's win is fine appearance (edges, halos) rather than layout, size a
 second frame only (one frame of each latent frame pair: no two-frame staircase), `--view late` drops the first 6
 frames (the first chunk); each asks whether D's win is there.
 
-Teacher clips are the world's renders (`PhysicsTeacher`, seed = prompt index); rollouts use the student's preset steps.
+Teacher clips are `PhysicsTeacher`'s (teacher seed 0) conformed to the student's format, as the main job's; rollouts
+use the student's preset steps.
 """
 import argparse, json, time
 
@@ -38,10 +39,13 @@ def rollouts(student, prompts, seed: int, batch: int = 16) -> torch.Tensor:
 
 
 def teacher_clips(prompts, fmt: dict) -> torch.Tensor:
-    "The world's clips `[N, 3, F, H, W]` in [-1, 1] of `prompts` (scene seed = index), in the student's format."
-    from afd_nb.world import render, scene_from_prompt
-    clips = [render(scene_from_prompt(p, i), fmt['size'][0], fmt['fps'], fmt['num_frames']) for i, p in enumerate(prompts)]
-    return torch.from_numpy(np.stack(clips)).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
+    """The teacher's clips `[N, 3, F, H, W]` in [-1, 1], as the main job gets them: `PhysicsTeacher` (64x64, 16 fps,
+    48 frames, teacher seed 0, any domain) conformed to the student's format (`afd_nb.video.conform`)."""
+    from afd_nb.core import frames_to_batch
+    from afd_nb.teachers import PhysicsTeacher
+    from afd_nb.video import conform
+    clips = PhysicsTeacher(domain=None).sample(list(prompts), seed=0)
+    return frames_to_batch([conform(c, fmt['size'], fmt['fps'], fmt['num_frames']).frames for c in clips])
 
 
 def view(videos: torch.Tensor, kind: str, sigma: float) -> torch.Tensor:
