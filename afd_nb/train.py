@@ -73,6 +73,7 @@ class TrainConfig:
     loss_space: str = 'velocity'       # (E9)-(E10) errors in 'velocity' or 'x0' space (t² x velocity error; both anchors)
     t_dist: str = 'logit_normal'       # training times: 'logit_normal' | 'uniform' (then (E3) with t_shift) | 'sigmas' | 'sigmas_each'
     t_shift: float | None = None       # None: the student's preset shift (5, tiny and real)
+    train_levels: int = 0              # 'sigmas*': train at the sampler's first N (noisiest) levels only; 0: all of them
     old_decay: float | None = None     # None: old_policy_decay(optimizer steps); else a constant d in [0, 1]
     old_decay_rate: float = 0.001
     old_decay_max: float = 0.5
@@ -94,7 +95,7 @@ class TrainConfig:
                          ('loss_space', LOSS_SPACES)):
             if getattr(c, k) not in valid: p.append(f"{k}={getattr(c, k)!r}: valid {k}s are {', '.join(valid)}")
         for k in ('iterations', 'eval_every', 'eval_prompts', 'ckpt_every', 'keep_checkpoints', 'teacher_seed', 'seed',
-                  'd_steps', 'log_law', 'print_every', 'old_decay_flat', 'old_freeze'):
+                  'd_steps', 'log_law', 'print_every', 'old_decay_flat', 'old_freeze', 'train_levels'):
             if not isinstance(getattr(c, k), int) or getattr(c, k) < 0: p.append(f"{k}={getattr(c, k)!r}: must be an integer >= 0")
         for k in ('batch_size', 'group_size', 'noise_draws', 'd_width', 'n_teacher_prompts'):
             if not isinstance(getattr(c, k), int) or getattr(c, k) < 1: p.append(f"{k}={getattr(c, k)!r}: must be an integer >= 1")

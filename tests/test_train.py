@@ -377,6 +377,17 @@ def test_sigmas_each_trains_every_chunk_at_each_level_once(cache):
     assert all(sorted(per[i, :, k].tolist()) == sorted(torch.tensor(S).tolist()) for i in range(3) for k in range(per.shape[2]))
 
 
+def test_train_levels_keeps_the_noisiest_levels(cache):
+    "train_levels=N: every chunk trains at the sampler's first N levels only, each once per N draws; N too large is refused."
+    tr = trainer(cache, cfg=dataclasses.replace(TINY, t_dist='sigmas_each', train_levels=2))
+    S, b = tr.student.preset.sigmas, tr.student.model.block_size
+    t, _ = tr._draw_t_noise(torch.zeros(3, 96, 12, 8, 8), draws=4)
+    per = t.view(3, 4, 12)[:, :, ::b]
+    assert all(sorted(per[i, :, k].tolist()) == sorted(list(S[:2]) * 2) for i in range(3) for k in range(per.shape[2]))
+    tr.cfg.train_levels = len(S) + 1
+    with pytest.raises(ValueError, match='train_levels'): tr._draw_t_noise(torch.zeros(1, 96, 12, 8, 8))
+
+
 def test_check_rewards_darkness_random_and_law_logging(cache):
     "reward='darkness' ranks a black clip above a white one; 'random' draws U(0, 1) from the training RNG; d_steps=0 leaves D alone."
     tr = trainer(cache, cfg=dataclasses.replace(TINY, reward='darkness', batch_size=4, d_steps=0))
