@@ -22,7 +22,7 @@ from .core import seed_everything
 from .advantage import BASELINES, nft_weights, advantage_stats, rank_correlation, darkness_reward
 from .discriminator import PhysicsDiscriminator, bt_loss, bt_accuracy
 from .evaluate import evaluate_student, student_fps, world_scores, EvalResult
-from .update import draw_t_noise, afd_losses, sft_losses, optimizer_step, student_step, student_updates, old_decay
+from .update import draw_t_noise, afd_losses, sft_losses, anchor_losses, optimizer_step, student_step, student_updates, old_decay
 from .teachers import CachedTeacher, Teacher, load_prompts
 from .video import Clip, conform
 from .run_state import (plot_curves, save_curves, timed, progress_line, capture_rng, restore_rng, preserved_rng, latest_checkpoint, tmp_checkpoint_dir,
@@ -64,6 +64,8 @@ class TrainConfig:
     beta: float = 0.1                  # β of (E8)-(E9)
     prior_weight: float = 1e-4         # λ of (E11)
     sft_prior: bool = True             # SFT also gets λ L_prior (E10), for a fair comparison
+    anchor_prompts: int = 0            # AFD: rollouts per iteration of prompts kept as the reference draws them, by (E10) alone
+    anchor_weight: float = 1.0         # λ_a of that prior (the anchors' term of each student step)
     baseline: str = 'batch'            # (E6)-(E7) 'batch' | 'prompt' | 'prompt_global_std' (the anchors')
     reward: str = 'discriminator'      # (E6) scores: 'discriminator' (AFD) | 'world' | 'world_law' | 'darkness' | 'random'
     log_law: int = 0                   # every N iterations also score the rollouts' world law_ok (~1 s a clip); 0: never
@@ -95,13 +97,13 @@ class TrainConfig:
                          ('loss_space', LOSS_SPACES)):
             if getattr(c, k) not in valid: p.append(f"{k}={getattr(c, k)!r}: valid {k}s are {', '.join(valid)}")
         for k in ('iterations', 'eval_every', 'eval_prompts', 'ckpt_every', 'keep_checkpoints', 'teacher_seed', 'seed',
-                  'd_steps', 'log_law', 'print_every', 'old_decay_flat', 'old_freeze', 'train_levels'):
+                  'anchor_prompts', 'd_steps', 'log_law', 'print_every', 'old_decay_flat', 'old_freeze', 'train_levels'):
             if not isinstance(getattr(c, k), int) or getattr(c, k) < 0: p.append(f"{k}={getattr(c, k)!r}: must be an integer >= 0")
         for k in ('batch_size', 'group_size', 'noise_draws', 'd_width', 'n_teacher_prompts'):
             if not isinstance(getattr(c, k), int) or getattr(c, k) < 1: p.append(f"{k}={getattr(c, k)!r}: must be an integer >= 1")
         for k in ('lr', 'd_lr', 'beta', 'adv_clip'):
             if not getattr(c, k) > 0: p.append(f"{k}={getattr(c, k)!r}: must be > 0")
-        for k in ('weight_decay', 'd_weight_decay', 'grad_clip', 'prior_weight', 'old_decay_rate'):
+        for k in ('weight_decay', 'd_weight_decay', 'grad_clip', 'prior_weight', 'old_decay_rate', 'anchor_weight'):
             if not getattr(c, k) >= 0: p.append(f"{k}={getattr(c, k)!r}: must be >= 0")
         if not 0 <= c.old_decay_max <= 1: p.append(f"old_decay_max={c.old_decay_max!r}: must be in [0, 1]")
         if c.old_decay is not None and not 0 <= c.old_decay <= 1: p.append(f"old_decay={c.old_decay!r}: must be None (schedule) or in [0, 1]")
@@ -208,8 +210,9 @@ class Trainer:
     def __init__(self, student, teacher: Teacher, config: TrainConfig | None = None, out_dir: str | Path | None = None, *,
                  accelerator: Accelerator | None = None, teacher_cache: str | Path | None = None,
                  prompts: Sequence[str] | None = None, discriminator=None, progress: bool = True,
-                 world_score=world_scores):
-        "`world_score(pixels [B, 3, F, H, W], prompts, fps) -> [B]` is what `reward='world'` uses (default: the world's)."
+                 world_score=world_scores, anchors: Sequence[str] | None = None):
+        """`world_score(pixels [B, 3, F, H, W], prompts, fps) -> [B]` is what `reward='world'` uses (default: the world's);
+        `anchors`: the prompts `anchor_prompts` draws from (default: the general domain's training split)."""
         from afd_nb.adapters import adapter_names
         self.cfg = cfg = (config or TrainConfig()).validate()
         self.student, self.progress, self.world_score = student, progress, world_score
@@ -243,6 +246,9 @@ class Trainer:
         self.d_data = self.data if same else TeacherClips(self.data.teacher, ps, cfg.teacher_seed, self.d_fmt, keep_in_memory=keep)
         n = cfg.eval_prompts
         self.eval_set = load_prompts('physics', 'eval')[:n] + load_prompts('general', 'eval')[:n]
+        self.anchor_set = list(anchors) if anchors is not None else (load_prompts('general', 'train') if cfg.anchor_prompts else [])
+        if cfg.anchor_prompts > len(self.anchor_set):
+            raise ValueError(f"anchor_prompts={cfg.anchor_prompts} but only {len(self.anchor_set)} anchor prompts: pass more or lower it")
         self.step, self.elapsed, self.history = 0, 0.0, []
         self.resumed_from = self.resume()
 
@@ -265,15 +271,22 @@ Trainer._draw_batch = _draw_batch
 
 # %% ../nbs/33_train.ipynb #9481536d
 @torch.no_grad()
-def _rollout(self: Trainer, emb: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _rollout(self: Trainer, emb: torch.Tensor, mask: torch.Tensor, decode: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Rollouts of `θ_old` (view `old`, KV cache, no grad), `rollout_batch` prompts per `model.rollout` call:
-    latents `x_0` `[B, C, f, h, w]` and pixels `y_S` `[B, 3, F, H, W]`."""
+    latents `x_0` `[B, C, f, h, w]` and pixels `y_S` `[B, 3, F, H, W]` (None without `decode`)."""
     n, xs, ys = self.cfg.rollout_batch or emb.shape[0], [], []
     with self.student.view('old'):
         for i in range(0, emb.shape[0], n):
             xs.append(self.student.model.rollout(emb[i:i + n], generator=self.rng, text_mask=mask[i:i + n]).float())
-            ys.append(self.student.codec.decode(xs[-1]).float().clamp(-1, 1))
-    return torch.cat(xs), torch.cat(ys)
+            if decode: ys.append(self.student.codec.decode(xs[-1]).float().clamp(-1, 1))
+    return torch.cat(xs), (torch.cat(ys) if decode else None)
+
+def _anchor_rollouts(self: Trainer) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`anchor_prompts` distinct prompts of `anchor_set` rolled out by `θ_old`: `(x_0 [A, C, f, h, w], emb, mask)`,
+    which each student step holds to the reference by (E10) (`anchor_losses`); no teacher, no reward."""
+    k = torch.randperm(len(self.anchor_set), generator=self.rng)[:self.cfg.anchor_prompts].tolist()
+    emb, mask = self.student.encode_prompts([self.anchor_set[i] for i in k])
+    return self.rollout(emb, mask, decode=False)[0], emb, mask
 
 def _d_update(self: Trainer, y_T: torch.Tensor, y_S: torch.Tensor, prompts: Sequence[str]) -> dict:
     "`M_D` AdamW steps on (E4) over the prompt-paired batch; metrics of the last step (before its update)."
@@ -321,9 +334,10 @@ def _weights(self: Trainer, y_S: torch.Tensor, prompts: Sequence[str], idx: Sequ
     return r, {**advantage_stats(all_s, r_all), **extra}
 
 Trainer.rollout, Trainer.d_update, Trainer._scores, Trainer.weights = _rollout, _d_update, _scores, _weights
+Trainer._anchor_rollouts = _anchor_rollouts
 
 # %% ../nbs/33_train.ipynb #191a6d59
-Trainer._draw_t_noise, Trainer.afd_losses, Trainer.sft_losses = draw_t_noise, afd_losses, sft_losses
+Trainer._draw_t_noise, Trainer.afd_losses, Trainer.sft_losses, Trainer.anchor_losses = draw_t_noise, afd_losses, sft_losses, anchor_losses
 Trainer._optimizer_step, Trainer.student_step, Trainer._student_updates = optimizer_step, student_step, student_updates
 
 # %% ../nbs/33_train.ipynb #2beb7a21
@@ -336,13 +350,15 @@ def _iteration(self: Trainer) -> dict:
     emb, mask = self.student.encode_prompts(prompts)
     y_T = self.data.videos(idx).to(self.device)
     if c.method == 'afd':
-        with timer('time_rollout'): x0, y_S = self.rollout(emb, mask)
+        with timer('time_rollout'):
+            x0, y_S = self.rollout(emb, mask)
+            anchors = self._anchor_rollouts() if c.anchor_prompts else None
         y_native = y_S   # the check rewards score the rollout as the student made it
         if self.d_data is not self.data:   # a discriminator with its own pixel format (e.g. VideoAlign)
             y_T, y_S = self.d_data.videos(idx).to(self.device), conform_videos(y_S, self.fmt['fps'], self.d_fmt)
         with timer('time_d'): row = self.d_update(y_T, y_S, prompts) if c.d_steps else {}
         with timer('time_reward'): r, stats = self.weights(y_S, prompts, idx, y_native)
-        with timer('time_student'): row.update(stats, **self._student_updates(x0, emb, mask, r, idx if c.shared_noise else None))
+        with timer('time_student'): row.update(stats, **self._student_updates(x0, emb, mask, r, idx if c.shared_noise else None, anchors))
         row['old_decay'] = d = old_decay(self)
         if d < 1: self.student.ema_update(d)   # once per batch of rollouts, after all its steps
     else:

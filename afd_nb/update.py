@@ -16,8 +16,8 @@ from .flow import add_noise, velocity_target, sample_train_t
 from .nft import afd_loss, prior_loss, old_policy_decay, level_draws
 
 # %% auto #0
-__all__ = ['draw_t_noise', 'velocities', 'noised', 'afd_losses', 'sft_losses', 'optimizer_step', 'student_step', 'mean_rows',
-           'accumulated_step', 'student_updates', 'old_decay']
+__all__ = ['draw_t_noise', 'velocities', 'noised', 'afd_losses', 'sft_losses', 'anchor_losses', 'optimizer_step', 'student_step',
+           'mean_rows', 'accumulated_step', 'student_updates', 'old_decay']
 
 # %% ../nbs/36_update.ipynb #a36c0005
 def draw_t_noise(tr, x0: torch.Tensor, groups: Sequence | None = None, draws: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -83,6 +83,17 @@ def sft_losses(tr, x0: torch.Tensor, emb: torch.Tensor, mask: torch.Tensor,
     prior = prior_loss(v_theta, ref['ref']).mean() if use_prior else torch.zeros((), device=fm.device)
     return dict(loss=fm + (c.prior_weight * prior if use_prior else 0), fm=float(fm.detach()), prior=float(prior.detach()))
 
+def anchor_losses(tr, x0: torch.Tensor, emb: torch.Tensor, mask: torch.Tensor,
+                  t: torch.Tensor | None = None, noise: torch.Tensor | None = None) -> dict:
+    """(E10) alone on anchor rollouts `x0` `[b, C, f, h, w]` (prompts the update should leave as they are):
+    `λ_a ‖v_θ - v_ref‖²` (in x0 space with `loss_space='x0'`): `dict(loss, anchor)`."""
+    c = tr.cfg
+    t, x_t, _ = noised(tr, x0, None, t, noise)
+    v_ref = velocities(tr, x_t, t, x0, emb, mask, ['ref'])['ref']
+    v_theta = tr.model(x_t, t, x0, emb, mask).float()
+    prior = prior_loss(v_theta, v_ref, t if c.loss_space == 'x0' else None).mean()
+    return dict(loss=c.anchor_weight * prior, anchor=float(prior.detach()))
+
 # %% ../nbs/36_update.ipynb #a36c0009
 def optimizer_step(tr) -> float:
     "Clip the `default` adapter's accumulated gradient norm to `grad_clip`, AdamW step, zero; returns the norm before clipping."
@@ -100,30 +111,43 @@ def mean_rows(rows: list[dict], w: Sequence[float] | None = None) -> dict:
     "Weighted means (`w`, default equal) of the rows' values, key by key: `{key: float}`."
     return {k: float(np.average([r[k] for r in rows], weights=w)) for k in rows[0]}
 
-def accumulated_step(tr, x0, emb, mask, r, idx: list[int], groups: Sequence | None) -> dict:
-    """One optimizer step on rollouts `idx` of `x0` `[B, ...]` (weights `r` `[B]`, None: SFT) × `noise_draws`: the rows
-    go through the model `micro_batch` at a time, each pass's loss scaled by its share of rows and accumulated."""
+def _passes(tr, x0, idx: list[int], groups: Sequence | None, loss_fn) -> list[tuple]:
+    "`(loss thunk, share of rows)` per pass of `micro_batch` rows: rollouts `idx` of `x0` × `noise_draws` fresh (t, ε)."
     K = tr.cfg.noise_draws
     t, noise = tr._draw_t_noise(x0[idx], None if groups is None else [groups[i] for i in idx], K)
     rows = [i for i in idx for _ in range(K)]
     n, m = len(rows), tr.cfg.micro_batch or len(rows)
-    parts, w = [], []
-    for a in range(0, n, m):
-        j, sl = rows[a:a + m], slice(a, a + m)
-        out = (tr.afd_losses(x0[j], emb[j], mask[j], r[j], t=t[sl], noise=noise[sl]) if r is not None
-               else tr.sft_losses(x0[j], emb[j], mask[j], t=t[sl], noise=noise[sl]))
-        loss = out.pop('loss')
-        with (tr.acc.no_sync(tr.model) if a + m < n else contextlib.nullcontext()):   # all-reduce once, at the end
-            tr.acc.backward(loss * (len(j) / n))
-        parts.append({'loss': float(loss.detach()), **out}); w.append(len(j))
-    return {**mean_rows(parts, w), 'grad_norm': optimizer_step(tr)}
+    return [((lambda j=rows[a:a + m], sl=slice(a, a + m): loss_fn(j, t[sl], noise[sl])), len(rows[a:a + m]) / n)
+            for a in range(0, n, m)]
 
-def student_updates(tr, x0, emb, mask, r=None, groups: Sequence | None = None) -> dict:
+def accumulated_step(tr, x0, emb, mask, r, idx: list[int], groups: Sequence | None, anchors: tuple | None = None) -> dict:
+    """One optimizer step on rollouts `idx` of `x0` `[B, ...]` (weights `r` `[B]`, None: SFT) × `noise_draws`: the rows
+    go through the model `micro_batch` at a time, each pass's loss scaled by its share of rows and accumulated; with
+    `anchors` (`x0, emb, mask` of anchor rollouts), their `anchor_losses` join the same step."""
+    fn = ((lambda j, t, nz: tr.afd_losses(x0[j], emb[j], mask[j], r[j], t=t, noise=nz)) if r is not None
+          else (lambda j, t, nz: tr.sft_losses(x0[j], emb[j], mask[j], t=t, noise=nz)))
+    passes = [(p, w, 'main') for p, w in _passes(tr, x0, idx, groups, fn)]
+    if anchors is not None:
+        xa, ea, ma = anchors
+        fa = lambda j, t, nz: tr.anchor_losses(xa[j], ea[j], ma[j], t=t, noise=nz)
+        passes += [(p, w, 'anchor') for p, w in _passes(tr, xa, list(range(xa.shape[0])), None, fa)]
+    parts = {'main': ([], []), 'anchor': ([], [])}
+    for k, (thunk, share, kind) in enumerate(passes):
+        out = thunk()
+        loss = out.pop('loss')
+        with (tr.acc.no_sync(tr.model) if k < len(passes) - 1 else contextlib.nullcontext()):   # all-reduce once, at the end
+            tr.acc.backward(loss * share)
+        parts[kind][0].append({'loss': float(loss.detach()), **out} if kind == 'main' else out); parts[kind][1].append(share)
+    extra = mean_rows(*parts['anchor']) if anchors is not None else {}
+    return {**mean_rows(*parts['main']), **extra, 'grad_norm': optimizer_step(tr)}
+
+def student_updates(tr, x0, emb, mask, r=None, groups: Sequence | None = None, anchors: tuple | None = None) -> dict:
     """The student steps of one batch `x0` `[B, ...]`: minibatches of `minibatch_size` rollouts in random order, each an
-    `accumulated_step` (with `groups`, the prompt ids `[B]`, rollouts of one group share the k-th draw); mean metrics."""
+    `accumulated_step` (with `groups`, the prompt ids `[B]`, rollouts of one group share the k-th draw; `anchors`
+    join every step); mean metrics."""
     B, mb = x0.shape[0], tr.cfg.minibatch_size or x0.shape[0]
     order = torch.randperm(B, generator=tr.rng).tolist() if mb < B else list(range(B))
-    return mean_rows([accumulated_step(tr, x0, emb, mask, r, order[s:s + mb], groups) for s in range(0, B, mb)])
+    return mean_rows([accumulated_step(tr, x0, emb, mask, r, order[s:s + mb], groups, anchors) for s in range(0, B, mb)])
 
 # %% ../nbs/36_update.ipynb #a36c0011
 def old_decay(tr) -> float:
