@@ -134,7 +134,7 @@ def timed(store: dict, key: str, sync: bool = False):
         store[key] = store.get(key, 0.0) + time.perf_counter() - t0
 
 PROGRESS_KEYS = (('score_mean', 'reward'), ('law_ok', 'law_ok'), ('r_clipped', 'clipped'), ('prior', 'prior'),
-                 ('grad_norm', 'grad'), ('time_rollout', 't_roll'), ('time_d', 't_d'), ('time_reward', 't_reward'),
+                 ('anchor', 'anchor'), ('grad_norm', 'grad'), ('time_rollout', 't_roll'), ('time_d', 't_d'), ('time_reward', 't_reward'),
                  ('time_student', 't_student'))
 
 def progress_line(rows: Sequence[dict], n: int = 10) -> str:

@@ -422,3 +422,30 @@ def test_x0_loss_space_weighs_each_frame_by_t_squared(cache):
     tr.cfg.loss_space = 'x0'
     b = tr.afd_losses(x0, emb, mask, r, t=t_one, noise=noise)
     assert b['nft'] == pytest.approx(a['nft'] * float(t.max()) ** 2, rel=1e-4) and np.isfinite(x0_out['nft'])
+
+
+def test_anchor_rollouts_add_the_reference_prior_to_the_same_step(cache):
+    """anchor_prompts: each step's gradient is that of the reward's loss plus anchor_weight × ∇(E10) on the anchor
+    rollouts, at their own (t, ε) drawn after the main rows'; asking for more anchors than prompts is refused."""
+    cfg = dataclasses.replace(TINY, anchor_prompts=2, anchor_weight=3.0, t_dist='sigmas_each', train_levels=2)
+    tr = trainer(cache, cfg=cfg, anchors=['a red ball moves to the right', 'a blue ball moves to the left', 'a ball'])
+    with torch.no_grad():   # move the adapter off the reference, else (E10) and its gradient are 0
+        for p in adapter_parameters(tr.student.transformer, 'default'): p.add_(0.05 * torch.randn_like(p))
+    idx, emb, mask = fixed_batch(tr)
+    x0, _ = tr.rollout(emb, mask)
+    xa, ea, ma = tr._anchor_rollouts()
+    assert xa.shape[0] == 2 and xa.shape[1:] == x0.shape[1:]
+    r, state, grads = torch.tensor([0.8, 0.3]), tr.rng.get_state(), []
+    tr.opt.step = lambda: grads.append([p.grad.clone() for p in tr.params])
+    row = tr._student_updates(x0, emb, mask, r, None, (xa, ea, ma))
+    tr.rng.set_state(state)
+    tr._student_updates(x0, emb, mask, r)                      # the main rows alone, same draws
+    t, noise = tr._draw_t_noise(xa, None, cfg.noise_draws)      # the anchors' draws come next
+    out = tr.anchor_losses(xa, ea, ma, t=t, noise=noise)
+    tr.acc.backward(out['loss'])
+    g_anchor = [p.grad.clone() for p in tr.params]
+    assert row['anchor'] == pytest.approx(out['anchor'], rel=1e-5) and float(out['loss']) == pytest.approx(3.0 * out['anchor'], rel=1e-5)
+    assert max(float(g.abs().max()) for g in g_anchor) > 0
+    assert all(torch.allclose(a, b + c, rtol=1e-4, atol=1e-8) for a, b, c in zip(grads[0], grads[1], g_anchor))
+    with pytest.raises(ValueError, match='anchor_prompts=2 but only 1 anchor prompts'):
+        trainer(cache, cfg=cfg, anchors=['a ball'])
