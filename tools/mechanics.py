@@ -95,8 +95,8 @@ def report(folder: Path) -> dict:
                 rewards=[c[1] for c in cur], wall=s['wall_time_s'])
 
 
-def plot_curves_of(folders: list[Path], reward: str, path: Path) -> None:
-    "One line per run: the training rollouts' mean reward per iteration (thin) and per 10 iterations (thick)."
+def plot_curves_of(folders: list[Path], reward: str, path: Path, labels: list[str] | None = None) -> None:
+    "One line per run (`labels`, default the folder names): the training rollouts' mean reward per iteration (thin) and per 10 iterations (thick)."
     import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 3.2))
     for k, f in enumerate(folders):
@@ -104,7 +104,7 @@ def plot_curves_of(folders: list[Path], reward: str, path: Path) -> None:
         tr = [r for r in rows if r.get('kind') == 'train']
         ax.plot([r['iteration'] for r in tr], [r['score_mean'] for r in tr], color=f'C{k}', lw=0.6, alpha=0.4)
         cur = curve(rows)
-        ax.plot([c[0] - 5 for c in cur], [c[1] for c in cur], color=f'C{k}', lw=2, marker='o', label=f.name)
+        ax.plot([c[0] - 5 for c in cur], [c[1] for c in cur], color=f'C{k}', lw=2, marker='o', label=labels[k] if labels else f.name)
     what = {'world_law': 'law_ok share', 'darkness': 'mean darkness', 'random': 'mean random reward'}[reward]
     ax.set(xlabel='iteration', ylabel=what, title=f"reward {reward}: the training rollouts' {what}")
     ax.legend(fontsize=7); fig.tight_layout(); path.parent.mkdir(parents=True, exist_ok=True); fig.savefig(path, dpi=110)
