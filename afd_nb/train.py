@@ -64,7 +64,7 @@ class TrainConfig:
     beta: float = 0.1                  # β of (E8)-(E9)
     prior_weight: float = 1e-4         # λ of (E11)
     sft_prior: bool = True             # SFT also gets λ L_prior (E10), for a fair comparison
-    anchor_prompts: int = 0            # AFD: rollouts per iteration of prompts kept as the reference draws them, by (E10) alone
+    anchor_prompts: int = 0            # AFD (SFT ignores it): rollouts per iteration of prompts held to the reference by (E10) alone
     anchor_weight: float = 1.0         # λ_a of that prior (the anchors' term of each student step)
     baseline: str = 'batch'            # (E6)-(E7) 'batch' | 'prompt' | 'prompt_global_std' (the anchors')
     reward: str = 'discriminator'      # (E6) scores: 'discriminator' (AFD) | 'world' | 'world_law' | 'darkness' | 'random'
@@ -75,7 +75,7 @@ class TrainConfig:
     loss_space: str = 'velocity'       # (E9)-(E10) errors in 'velocity' or 'x0' space (t² x velocity error; both anchors)
     t_dist: str = 'logit_normal'       # training times: 'logit_normal' | 'uniform' (then (E3) with t_shift) | 'sigmas' | 'sigmas_each'
     t_shift: float | None = None       # None: the student's preset shift (5, tiny and real)
-    train_levels: int = 0              # 'sigmas*': train at the sampler's first N (noisiest) levels only; 0: all of them
+    train_levels: int = 0              # AFD, 'sigmas*': the NFT update at the sampler's first N (noisiest) levels only; 0: all
     old_decay: float | None = None     # None: old_policy_decay(optimizer steps); else a constant d in [0, 1]
     old_decay_rate: float = 0.001
     old_decay_max: float = 0.5
@@ -120,6 +120,8 @@ class TrainConfig:
             v = getattr(c, k)
             if v is not None and not (isinstance(v, int) and v >= 1): p.append(f"{k}={v!r}: must be None or an integer >= 1")
         if c.lora_alpha is not None and not c.lora_alpha > 0: p.append(f"lora_alpha={c.lora_alpha!r}: must be None (= rank) or > 0")
+        if isinstance(c.train_levels, int) and c.train_levels > 0 and not c.t_dist.startswith('sigmas'):
+            p.append(f"train_levels={c.train_levels} needs t_dist 'sigmas' or 'sigmas_each' (the sampler's levels), not {c.t_dist!r}")
         if c.t_shift is not None and not c.t_shift > 0: p.append(f"t_shift={c.t_shift!r}: must be None (preset) or > 0")
         return p
 

@@ -28,7 +28,7 @@ def draw_t_noise(tr, x0: torch.Tensor, groups: Sequence | None = None, draws: in
     b, n = tr.student.model.block_size, x0.shape[0] * draws
     K, dist = math.ceil(F / b), tr.cfg.t_dist
     sig = torch.tensor(tr.student.preset.sigmas, dtype=torch.float32)
-    if tr.cfg.train_levels:   # the noisiest levels: where the layout (and so the motion) is decided
+    if tr.cfg.train_levels and tr.cfg.method == 'afd':   # the noisiest levels, where the layout (and the motion) is decided; SFT learns all
         if tr.cfg.train_levels > len(sig): raise ValueError(f"train_levels={tr.cfg.train_levels} but the sampler has {len(sig)} levels")
         sig = sig[:tr.cfg.train_levels]
     if dist == 'sigmas': t = sig[torch.randint(len(sig), (n * K,), generator=tr.rng)].view(n, K)
