@@ -95,3 +95,13 @@ def advantage_inspector(student_clips: Sequence, teacher_clips: Sequence, scores
     slider.observe(lambda ch: show(ch['new']), names='value')
     show(0)
     return W.VBox([slider, out])
+
+# %% ../nbs/31_advantage.ipynb #a7cc300c
+def _advantage_inspector_from_run(run, iteration: int | None = None, n_frames: int = 6):
+    """`advantage_inspector` on the batch of `iteration` (default: the last saved) of training run `run` (the job's
+    `out_dir`, trained with `inspect_every` > 0): its rollouts, teacher clips, scores, baseline and prompt ids."""
+    from afd_nb.snapshots import load_snapshot
+    s = load_snapshot(run, iteration)
+    return advantage_inspector(s.student, s.teacher, s.scores, s.meta.get('baseline', 'batch'), s.prompt_ids, n_frames)
+
+advantage_inspector.from_run = _advantage_inspector_from_run

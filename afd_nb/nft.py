@@ -133,3 +133,17 @@ def nft_inspector(student, x0: torch.Tensor, prompt: str, chunk: int = 0, beta: 
     slider.observe(lambda ch: show(ch['new']), names='value')
     show(slider.value)
     return W.VBox([slider, out])
+
+# %% ../nbs/32_nft.ipynb #de32d2c5
+def _nft_inspector_from_run(run, iteration: int | None = None, row: int = 0, chunk: int = 0, seed: int = 0):
+    """`nft_inspector` on rollout `row` of the batch of `iteration` (default: the last saved) of training run `run`, under
+    the run's newest checkpoint (θ and θ_old, `load_run_student`) and its β; the rollout's latents are its saved frames
+    encoded by the student's codec (exact up to uint8 rounding for the tiny pixel codec)."""
+    from afd_nb.snapshots import load_snapshot, load_run_student
+    s = load_snapshot(run, iteration)
+    if not 0 <= row < len(s.prompts): raise ValueError(f"row must be in [0, {len(s.prompts)}) (the batch's rollouts), got {row}")
+    student = load_run_student(run)
+    x0 = student.codec.encode(s.student[row].to_video()[None].to(student.device)).float()
+    return nft_inspector(student, x0, s.prompts[row], chunk, s.meta.get('beta', 0.1), seed)
+
+nft_inspector.from_run = _nft_inspector_from_run

@@ -27,6 +27,7 @@ from .teachers import CachedTeacher, Teacher, load_prompts
 from .video import Clip, conform
 from .run_state import (plot_curves, save_curves, timed, progress_line, capture_rng, restore_rng, preserved_rng, latest_checkpoint, tmp_checkpoint_dir,
                         publish_checkpoint, atomic_write_text, append_jsonl, write_jsonl, read_jsonl)
+from .snapshots import SNAPSHOT_DIR, save_snapshot
 
 # %% auto #0
 __all__ = ['METHODS', 'T_DISTS', 'LOSS_SPACES', 'REWARDS', 'RESUMABLE', 'TrainConfig', 'pixel_format', 'conform_videos',
@@ -38,7 +39,8 @@ T_DISTS = ('logit_normal', 'uniform', 'sigmas', 'sigmas_each')   # 'sigmas*': th
 LOSS_SPACES = ('velocity', 'x0')
 REWARDS = ('discriminator', 'world', 'world_law', 'darkness', 'random')   # all but 'discriminator': check rewards
 # settings that may change when a run is resumed (everything else must match the checkpoint)
-RESUMABLE = ('iterations', 'eval_every', 'eval_prompts', 'eval_seed', 'ckpt_every', 'keep_checkpoints', 'log_law', 'print_every')
+RESUMABLE = ('iterations', 'eval_every', 'eval_prompts', 'eval_seed', 'ckpt_every', 'keep_checkpoints', 'log_law', 'print_every',
+             'inspect_every')
 
 @dataclass
 class TrainConfig:
@@ -88,6 +90,7 @@ class TrainConfig:
     eval_prompts: int = 4              # periodic evaluation: prompts per domain (physics and general eval splits)
     eval_seed: int = 1234
     ckpt_every: int = 25               # checkpoint every N iterations (and at the end)
+    inspect_every: int = 0             # AFD: save the batch of iteration 1 and every N-th for the inspectors (afd_nb.snapshots); 0: never
     keep_checkpoints: int = 2
 
     def problems(self) -> list[str]:
@@ -97,7 +100,8 @@ class TrainConfig:
                          ('loss_space', LOSS_SPACES)):
             if getattr(c, k) not in valid: p.append(f"{k}={getattr(c, k)!r}: valid {k}s are {', '.join(valid)}")
         for k in ('iterations', 'eval_every', 'eval_prompts', 'ckpt_every', 'keep_checkpoints', 'teacher_seed', 'seed',
-                  'anchor_prompts', 'd_steps', 'log_law', 'print_every', 'old_decay_flat', 'old_freeze', 'train_levels'):
+                  'anchor_prompts', 'd_steps', 'log_law', 'print_every', 'old_decay_flat', 'old_freeze', 'train_levels',
+                  'inspect_every'):
             if not isinstance(getattr(c, k), int) or getattr(c, k) < 0: p.append(f"{k}={getattr(c, k)!r}: must be an integer >= 0")
         for k in ('batch_size', 'group_size', 'noise_draws', 'd_width', 'n_teacher_prompts'):
             if not isinstance(getattr(c, k), int) or getattr(c, k) < 1: p.append(f"{k}={getattr(c, k)!r}: must be an integer >= 1")
@@ -325,18 +329,28 @@ def _scores(self: Trainer, y_S: torch.Tensor, prompts: Sequence[str], y_native: 
 
 @torch.no_grad()
 def _weights(self: Trainer, y_S: torch.Tensor, prompts: Sequence[str], idx: Sequence[int],
-             y_native: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
-    "Scores (`_scores`) -> weights `r` `[B]` (E6)-(E7) over the global batch (`baseline`), and their stats."
+             y_native: torch.Tensor | None = None) -> tuple[torch.Tensor, dict, torch.Tensor]:
+    "Scores (`_scores`) -> weights `r` `[B]` (E6)-(E7) over the global batch (`baseline`), their stats, and this process's scores `[B]`."
     scores, extra = self._scores(y_S, prompts, y_native)
     ids = torch.tensor(list(idx), device=scores.device)
     if self.acc.num_processes > 1: all_s, all_ids = self.acc.gather(scores), self.acc.gather(ids)
     else: all_s, all_ids = scores, ids
     r_all = nft_weights(all_s, self.cfg.baseline, all_ids.tolist(), self.cfg.adv_clip)
     r = r_all.view(self.acc.num_processes, -1)[self.acc.process_index]
-    return r, {**advantage_stats(all_s, r_all), **extra}
+    return r, {**advantage_stats(all_s, r_all), **extra}, scores
 
 Trainer.rollout, Trainer.d_update, Trainer._scores, Trainer.weights = _rollout, _d_update, _scores, _weights
 Trainer._anchor_rollouts = _anchor_rollouts
+
+def _snapshot(self: Trainer, prompts: Sequence[str], idx: Sequence[int], y_S: torch.Tensor,
+              scores: torch.Tensor, r: torch.Tensor) -> None:
+    "Save the batch for the inspectors (`save_snapshot`) at iteration 1 and every `inspect_every`-th (main process)."
+    n, c = self.step + 1, self.cfg
+    if not (c.inspect_every and self.is_main and self.out_dir is not None and (n == 1 or n % c.inspect_every == 0)): return
+    save_snapshot(self.out_dir/SNAPSHOT_DIR, n, prompts, idx, y_S, self.data.videos(idx), scores, r, self.fmt['fps'],
+                  baseline=c.baseline, reward=c.reward, beta=c.beta, adv_clip=c.adv_clip)
+
+Trainer._snapshot = _snapshot
 
 # %% ../nbs/33_train.ipynb #191a6d59
 Trainer._draw_t_noise, Trainer.afd_losses, Trainer.sft_losses, Trainer.anchor_losses = draw_t_noise, afd_losses, sft_losses, anchor_losses
@@ -359,7 +373,8 @@ def _iteration(self: Trainer) -> dict:
         if self.d_data is not self.data:   # a discriminator with its own pixel format (e.g. VideoAlign)
             y_T, y_S = self.d_data.videos(idx).to(self.device), conform_videos(y_S, self.fmt['fps'], self.d_fmt)
         with timer('time_d'): row = self.d_update(y_T, y_S, prompts) if c.d_steps else {}
-        with timer('time_reward'): r, stats = self.weights(y_S, prompts, idx, y_native)
+        with timer('time_reward'): r, stats, scores = self.weights(y_S, prompts, idx, y_native)
+        self._snapshot(prompts, idx, y_native, scores, r)
         with timer('time_student'): row.update(stats, **self._student_updates(x0, emb, mask, r, idx if c.shared_noise else None, anchors))
         row['old_decay'] = d = old_decay(self)
         if d < 1: self.student.ema_update(d)   # once per batch of rollouts, after all its steps
@@ -420,7 +435,7 @@ def _save(self: Trainer) -> Path | None:
         write_jsonl(tmp/'metrics.jsonl', self.history)
         state = dict(step=self.step, elapsed_s=self.elapsed_now(), num_processes=self.acc.num_processes,
                      config=self.cfg.to_dict(), teacher=self.data.teacher.teacher_id, prompts=self.data.prompts,
-                     student=self.student.preset.name, student_source=self.student.source)
+                     student=self.student.preset.name, student_size=self.student.preset.size, student_source=self.student.source)
         atomic_write_text(tmp/'state.json', json.dumps(state, indent=1))
         final = publish_checkpoint(root, self.step, self.cfg.keep_checkpoints)
     self.acc.wait_for_everyone()

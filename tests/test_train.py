@@ -194,7 +194,7 @@ def test_oracle_reward_weights_follow_the_world_score(cache, reward, key):
     prompts = [tr.data.prompts[i] for i in idx]
     y_T = tr.data.videos(idx)
     y = torch.cat([y_T[:2], torch.ones_like(y_T[2:])])   # two teacher clips (true law), two blank (white) clips
-    r, stats = tr.weights(y, prompts, idx)
+    r, stats, _ = tr.weights(y, prompts, idx)
     w = world_scores(y, prompts, tr.fmt['fps'], key=key)
     assert (w[:2] > 0.9).all() and (w[2:] == 0).all() and abs(stats['world_mean'] - float(w.mean())) < 1e-6
     assert (r[:2] > 0.5).all() and (r[2:] < 0.5).all() and 'd_world_corr' in stats
@@ -209,7 +209,7 @@ def test_world_score_argument_replaces_the_oracle(cache):
     idx, emb, mask = fixed_batch(tr)
     y = tr.data.videos(idx)
     y = torch.cat([y[:2], -torch.ones_like(y[2:])])   # two teacher clips, two black clips
-    r, stats = tr.weights(y, [tr.data.prompts[i] for i in idx], idx)
+    r, stats, _ = tr.weights(y, [tr.data.prompts[i] for i in idx], idx)
     assert calls == [(tuple(y.shape), 4, tr.fmt['fps'])]
     assert (r[2:] > 0.5).all() and (r[:2] < 0.5).all() and abs(stats['world_mean'] - float(darkness(y, [], 0).mean())) < 1e-6
 
@@ -393,7 +393,7 @@ def test_check_rewards_darkness_random_and_law_logging(cache):
     tr = trainer(cache, cfg=dataclasses.replace(TINY, reward='darkness', batch_size=4, d_steps=0))
     idx, emb, mask = fixed_batch(tr)
     y = torch.cat([torch.ones(2, 3, 24, 32, 32), -torch.ones(1, 3, 24, 32, 32), torch.zeros(1, 3, 24, 32, 32)])
-    r, stats = tr.weights(y, [tr.data.prompts[i] for i in idx], idx)
+    r, stats, _ = tr.weights(y, [tr.data.prompts[i] for i in idx], idx)
     assert stats['world_mean'] == pytest.approx((0 + 0 + 1 + 0.5) / 4) and 'd_world_corr' not in stats
     assert r[2] > r[3] > 0.5 > r[0] == r[1]
     d0 = [p.clone() for p in tr.D_raw.parameters()]
