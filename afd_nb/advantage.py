@@ -87,16 +87,17 @@ def advantage_inspector(student_clips: Sequence, teacher_clips: Sequence, scores
         row = rows[rank]; i = row['index']
         with out:
             out.clear_output(wait=True)
-            fig = frame_grid([student_clips[i], teacher_clips[i]], n_frames=n_frames,
-                             titles=[f"rollout #{i}: D={row['score']:.2f}  A={row['advantage']:+.2f}  r={row['r']:.2f}",
-                                     f"teacher: {getattr(teacher_clips[i], 'prompt', '')[:60]}"])
+            fig = frame_grid([student_clips[i], teacher_clips[i]], n_frames=n_frames, titles=[f"rollout #{i}", "teacher"])
+            fig.suptitle(f"rank {rank}: score {row['score']:.2f}, advantage {row['advantage']:+.2f}, r = {row['r']:.2f}\n"
+                         f"{getattr(teacher_clips[i], 'prompt', '')[:90]}", fontsize=9)
+            fig.subplots_adjust(top=0.78, hspace=0.3)   # room for the two-line title above tight_layout's grid
             display(fig); plt.close(fig)
     slider = W.IntSlider(value=0, min=0, max=len(rows) - 1, description='rank')
     slider.observe(lambda ch: show(ch['new']), names='value')
     show(0)
     return W.VBox([slider, out])
 
-# %% ../nbs/31_advantage.ipynb #a7cc300c
+# %% ../nbs/31_advantage.ipynb #562e0ba7
 def _advantage_inspector_from_run(run, iteration: int | None = None, n_frames: int = 6):
     """`advantage_inspector` on the batch of `iteration` (default: the last saved) of training run `run` (the job's
     `out_dir`, trained with `inspect_every` > 0): its rollouts, teacher clips, scores, baseline and prompt ids."""

@@ -134,7 +134,7 @@ def nft_inspector(student, x0: torch.Tensor, prompt: str, chunk: int = 0, beta: 
     show(slider.value)
     return W.VBox([slider, out])
 
-# %% ../nbs/32_nft.ipynb #de32d2c5
+# %% ../nbs/32_nft.ipynb #6841d173
 def _nft_inspector_from_run(run, iteration: int | None = None, row: int = 0, chunk: int = 0, seed: int = 0):
     """`nft_inspector` on rollout `row` of the batch of `iteration` (default: the last saved) of training run `run`, under
     the run's newest checkpoint (θ and θ_old, `load_run_student`) and its β; the rollout's latents are its saved frames
