@@ -111,15 +111,27 @@ def click_menu(driver, menu: str, item: str) -> None:
     entry[0].click()
 
 
+def accept_kernel_dialog(driver, wait: float = 3.0) -> None:
+    "JupyterLab sometimes asks which kernel to start although the notebook names one: take its preselected python3."
+    from selenium.webdriver.common.by import By
+    end = time.time() + wait
+    while time.time() < end:
+        for d in driver.find_elements(By.CSS_SELECTOR, '.jp-Dialog'):
+            if 'Select Kernel' in d.text: d.find_element(By.CSS_SELECTOR, '.jp-Dialog-button.jp-mod-accept').click(); return
+        time.sleep(0.25)
+
+
 def run_all(driver, url: str, token: str, name: str) -> None:
     "Open notebook `name` in JupyterLab, Run > Run All Cells, and wait until every code cell has run."
     from selenium.webdriver.common.by import By
     driver.get(f'{url}/lab/tree/{name}?reset&token={token}')   # reset: no tabs restored from an earlier page
     wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, ACTIVE + '.jp-CodeCell'), 60, f"{name}'s cells")
+    accept_kernel_dialog(driver)
     click_menu(driver, 'Run', 'Run All Cells')
     prompts = lambda: [e.text for e in driver.find_elements(By.CSS_SELECTOR, ACTIVE + '.jp-CodeCell .jp-InputArea-prompt')]
     # every code cell shows "[n]:", none "[*]:" (queued or running) or "[ ]:" (not run)
-    wait_for(lambda: (p := prompts()) and all(s.strip('[]: ').isdigit() for s in p), 300, f"{name}'s cells to finish",
+    # (an error stops Run All, leaving later cells unrun: the caller's check reports it)
+    wait_for(lambda: errors_shown(driver) or ((p := prompts()) and all(s.strip('[]: ').isdigit() for s in p)), 300, f"{name}'s cells to finish",
              detail=lambda: f"prompts {prompts()}" + (browser_shot(driver, f'{Path(name).stem}_timeout.png') or ''))
 
 
