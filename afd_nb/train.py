@@ -247,9 +247,10 @@ class Trainer:
         self.params = student.trainable_parameters()
         ps = list(prompts) if prompts is not None else teacher_prompts(teacher, cfg.n_teacher_prompts)
         keep = student.preset.size == 'tiny'   # real clips are re-read from the disk cache per batch
-        self.data = TeacherClips(teacher, ps, cfg.teacher_seed, self.fmt, teacher_cache, keep)
-        same = _same_format(self.d_fmt, self.fmt)
-        self.d_data = self.data if same else TeacherClips(self.data.teacher, ps, cfg.teacher_seed, self.d_fmt, keep_in_memory=keep)
+        with acc.main_process_first():   # the main process fetches the teacher set once; the others read its cache
+            self.data = TeacherClips(teacher, ps, cfg.teacher_seed, self.fmt, teacher_cache, keep)
+            same = _same_format(self.d_fmt, self.fmt)
+            self.d_data = self.data if same else TeacherClips(self.data.teacher, ps, cfg.teacher_seed, self.d_fmt, keep_in_memory=keep)
         n = cfg.eval_prompts
         self.eval_set = load_prompts('physics', 'eval')[:n] + load_prompts('general', 'eval')[:n]
         self.anchor_set = list(anchors) if anchors is not None else (load_prompts('general', 'train') if cfg.anchor_prompts else [])
