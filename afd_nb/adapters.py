@@ -20,16 +20,21 @@ from safetensors.torch import load_file, save_file
 from .nft import ema_
 
 # %% auto #0
-__all__ = ['LORA_TARGETS', 'VIEWS', 'lora_config', 'lora_layers', 'adapter_names', 'adapter_parameters', 'add_adapters',
-           'set_view', 'current_view', 'view', 'ema_update', 'save_adapter', 'load_adapter']
+__all__ = ['LORA_TARGET_SETS', 'LORA_TARGETS', 'VIEWS', 'lora_config', 'lora_layers', 'adapter_names', 'adapter_parameters',
+           'add_adapters', 'set_view', 'current_view', 'view', 'ema_update', 'save_adapter', 'load_adapter']
 
 # %% ../nbs/23_adapters.ipynb #6adf33e6
-LORA_TARGETS = r"blocks\.\d+\.(attn1|attn2)\.(to_q|to_k|to_v|to_out\.0)|blocks\.\d+\.ffn\.net\.(0\.proj|2)"
+LORA_TARGET_SETS = {   # which projections of every Wan block get LoRA
+    'all': r"blocks\.\d+\.(attn1|attn2)\.(to_q|to_k|to_v|to_out\.0)|blocks\.\d+\.ffn\.net\.(0\.proj|2)",
+    'cross_attention': r"blocks\.\d+\.attn2\.(to_q|to_k|to_v|to_out\.0)",   # only the paths the prompt reaches through
+}
+LORA_TARGETS = LORA_TARGET_SETS['all']
 VIEWS = ('default', 'old', 'ref')
 
-def lora_config(rank: int, alpha: float | None = None) -> LoraConfig:
-    "peft LoRA on the attention and feed-forward projections of every Wan block (`lora_B` = 0: a no-op at start)."
-    return LoraConfig(r=rank, lora_alpha=alpha if alpha is not None else rank, target_modules=LORA_TARGETS,
+def lora_config(rank: int, alpha: float | None = None, targets: str = 'all') -> LoraConfig:
+    "peft LoRA on the `targets` projections (`LORA_TARGET_SETS`) of every Wan block (`lora_B` = 0: a no-op at start)."
+    if targets not in LORA_TARGET_SETS: raise ValueError(f"unknown LoRA targets {targets!r}; valid: {', '.join(LORA_TARGET_SETS)}")
+    return LoraConfig(r=rank, lora_alpha=alpha if alpha is not None else rank, target_modules=LORA_TARGET_SETS[targets],
                       lora_dropout=0.0, init_lora_weights=True)
 
 def lora_layers(model: nn.Module) -> list[BaseTunerLayer]:
@@ -57,15 +62,15 @@ def _upcast(model: nn.Module, name: str) -> None:
             for part in (layer.lora_A, layer.lora_B):
                 if name in part and part[name].weight.dtype in (torch.float16, torch.bfloat16): part[name].float()
 
-def add_adapters(model: nn.Module, rank: int = 16, alpha: float | None = None) -> nn.Module:
-    """Add LoRA adapters `default` and `old` (= `default`) to a diffusers model; view `default`; only `default`
-    trainable; both adapters fp32 (on a bf16/fp16 backbone too)."""
+def add_adapters(model: nn.Module, rank: int = 16, alpha: float | None = None, targets: str = 'all') -> nn.Module:
+    """Add LoRA adapters `default` and `old` (= `default`) on the `targets` projections (`LORA_TARGET_SETS`) of a
+    diffusers model; view `default`; only `default` trainable; both adapters fp32 (on a bf16/fp16 backbone too)."""
     have = adapter_names(model)
     if have: raise ValueError(f"the model already has adapters {have}; load weights with load_adapter instead")
     with warnings.catch_warnings():  # peft warns that a second adapter makes several: that is the point
         warnings.filterwarnings('ignore', message='Already found a `peft_config`')
         for name in ('default', 'old'):
-            model.add_adapter(lora_config(rank, alpha), adapter_name=name)
+            model.add_adapter(lora_config(rank, alpha, targets), adapter_name=name)
             _upcast(model, name)
     with torch.no_grad():
         for a, b in zip(adapter_parameters(model, 'old'), adapter_parameters(model, 'default')): a.copy_(b)

@@ -96,6 +96,6 @@ def load_run_student(run: str | Path, device=None):
     src, cfg = state.get('student_source'), state['config']
     weights = src if src and Path(src).exists() else None   # the shipped tiny student when the recorded path is gone
     student = load_student(state['student'], state.get('student_size', 'tiny'), checkpoint=weights, device=device)
-    student.add_adapters(cfg.get('lora_rank'), cfg.get('lora_alpha'))
+    student.add_adapters(cfg.get('lora_rank'), cfg.get('lora_alpha'), cfg.get('lora_targets', 'all'))
     for name in ('default', 'old'): student.load_adapter(ck/f'adapter_{name}', name)
     return student

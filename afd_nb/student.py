@@ -358,9 +358,9 @@ class Student:
         "Pixels `[B, 3, F, H, W]` in [-1, 1]: rollout, then the codec's decoder."
         return self.codec.decode(self.rollout(prompts, seed, **kw)).clamp(-1, 1)
 
-    def add_adapters(self, rank: int | None = None, alpha: float | None = None) -> 'Student':
-        "LoRA `default` and `old` (= default) on the transformer (rank/alpha from the preset by default)."
-        add_adapters(self.transformer, rank or self.preset.lora_rank, alpha); return self
+    def add_adapters(self, rank: int | None = None, alpha: float | None = None, targets: str = 'all') -> 'Student':
+        "LoRA `default` and `old` (= default) on the transformer's `targets` projections (rank/alpha from the preset by default)."
+        add_adapters(self.transformer, rank or self.preset.lora_rank, alpha, targets); return self
     def view(self, name: str):
         "Context manager: `'default'` (θ), `'old'` (θ_old, for rollouts) or `'ref'` (adapters off)."
         return adapter_view(self.transformer, name)

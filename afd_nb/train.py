@@ -28,6 +28,7 @@ from .video import Clip, conform
 from .run_state import (plot_curves, save_curves, timed, progress_line, capture_rng, restore_rng, preserved_rng, latest_checkpoint, tmp_checkpoint_dir,
                         publish_checkpoint, atomic_write_text, append_jsonl, write_jsonl, read_jsonl)
 from .snapshots import SNAPSHOT_DIR, save_snapshot
+from .adapters import LORA_TARGET_SETS
 
 # %% auto #0
 __all__ = ['METHODS', 'T_DISTS', 'LOSS_SPACES', 'REWARDS', 'RESUMABLE', 'TrainConfig', 'pixel_format', 'conform_videos',
@@ -59,6 +60,7 @@ class TrainConfig:
     grad_clip: float = 1.0             # max grad norm; 0: no clipping (the norm is still logged)
     lora_rank: int | None = None       # None: the preset's (16 tiny, 256 real)
     lora_alpha: float | None = None    # None: = rank
+    lora_targets: str = 'all'          # LoRA on 'all' attention and feed-forward projections or 'cross_attention' only
     d_lr: float = 5e-4                 # discriminator AdamW (from scratch: faster than the paper's 5e-6 for a pretrained D)
     d_steps: int = 2                   # M_D discriminator steps per iteration (E4); 0 (check rewards only): D not trained
     d_width: int = 32                  # PhysicsDiscriminator width
@@ -97,8 +99,8 @@ class TrainConfig:
         "Every bad value, each with what is allowed."
         p, c = [], self
         for k, valid in (('method', METHODS), ('baseline', BASELINES), ('reward', REWARDS), ('t_dist', T_DISTS),
-                         ('loss_space', LOSS_SPACES)):
-            if getattr(c, k) not in valid: p.append(f"{k}={getattr(c, k)!r}: valid {k}s are {', '.join(valid)}")
+                         ('loss_space', LOSS_SPACES), ('lora_targets', tuple(LORA_TARGET_SETS))):
+            if getattr(c, k) not in valid: p.append(f"{k}={getattr(c, k)!r}: valid {k.rstrip('s')}s are {', '.join(valid)}")
         for k in ('iterations', 'eval_every', 'eval_prompts', 'ckpt_every', 'keep_checkpoints', 'teacher_seed', 'seed',
                   'anchor_prompts', 'd_steps', 'log_law', 'print_every', 'old_decay_flat', 'old_freeze', 'train_levels',
                   'inspect_every'):
@@ -234,7 +236,7 @@ class Trainer:
         seed_everything(cfg.seed + rank)                      # LoRA and discriminator init, then global draws
         self.rng = torch.Generator().manual_seed(cfg.seed + 1_000_003 * rank)  # prompts, rollouts, t, noise
         self.fmt = pixel_format(student)
-        student.add_adapters(cfg.lora_rank, cfg.lora_alpha)
+        student.add_adapters(cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets)
         student.text.requires_grad_(False)
         D = discriminator if discriminator is not None else \
             PhysicsDiscriminator(student.text, student.text.dim, cfg.d_width, dict(self.fmt))

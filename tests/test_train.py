@@ -49,6 +49,8 @@ def test_config_errors_name_each_bad_value_and_the_allowed_ones():
     with pytest.raises(ValueError, match="d_steps=0 leaves the discriminator untrained"): TrainConfig(d_steps=0).validate()
     TrainConfig(d_steps=0, reward='darkness').validate()
     with pytest.raises(ValueError, match="loss_space='pixel': valid loss_spaces are velocity, x0"): TrainConfig(loss_space='pixel').validate()
+    with pytest.raises(ValueError, match="lora_targets='ffn': valid lora_targets are all, cross_attention"):
+        TrainConfig(lora_targets='ffn').validate()
     with pytest.raises(ValueError, match="baseline='prompt_global_std' needs group_size >= 2"):
         TrainConfig(baseline='prompt_global_std').validate()
     with pytest.raises(ValueError, match="group_size >= 2"): TrainConfig(baseline='prompt').validate()
@@ -449,3 +451,11 @@ def test_anchor_rollouts_add_the_reference_prior_to_the_same_step(cache):
     assert all(torch.allclose(a, b + c, rtol=1e-4, atol=1e-8) for a, b, c in zip(grads[0], grads[1], g_anchor))
     with pytest.raises(ValueError, match='anchor_prompts=2 but only 1 anchor prompts'):
         trainer(cache, cfg=cfg, anchors=['a ball'])
+
+
+def test_lora_targets_cross_attention_trains_only_the_cross_attention(cache):
+    tr = trainer(cache, cfg=dataclasses.replace(TINY, lora_targets='cross_attention'))
+    names = [n for n, p in tr.student.transformer.named_parameters() if p.requires_grad]
+    assert names and all('.attn2.' in n and '.lora_' in n and '.default.' in n for n in names)
+    full = trainer(cache)
+    assert len(full.params) > len(tr.params)
