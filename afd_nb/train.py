@@ -61,6 +61,7 @@ class TrainConfig:
     lora_rank: int | None = None       # None: the preset's (16 tiny, 256 real)
     lora_alpha: float | None = None    # None: = rank
     lora_targets: str = 'all'          # LoRA on 'all' attention and feed-forward projections or 'cross_attention' only
+    grad_checkpointing: bool = False   # recompute each block's activations in the backward (the real size needs it)
     d_lr: float = 5e-4                 # discriminator AdamW (from scratch: faster than the paper's 5e-6 for a pretrained D)
     d_steps: int = 2                   # M_D discriminator steps per iteration (E4); 0 (check rewards only): D not trained
     d_width: int = 32                  # PhysicsDiscriminator width
@@ -237,6 +238,7 @@ class Trainer:
         self.rng = torch.Generator().manual_seed(cfg.seed + 1_000_003 * rank)  # prompts, rollouts, t, noise
         self.fmt = pixel_format(student)
         student.add_adapters(cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets)
+        if cfg.grad_checkpointing: student.transformer.enable_gradient_checkpointing()
         student.text.requires_grad_(False)
         D = discriminator if discriminator is not None else \
             PhysicsDiscriminator(student.text, student.text.dim, cfg.d_width, dict(self.fmt))

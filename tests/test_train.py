@@ -459,3 +459,18 @@ def test_lora_targets_cross_attention_trains_only_the_cross_attention(cache):
     assert names and all('.attn2.' in n and '.lora_' in n and '.default.' in n for n in names)
     full = trainer(cache)
     assert len(full.params) > len(tr.params)
+
+
+def test_grad_checkpointing_gives_the_same_step(cache):
+    "Recomputing each block in the backward changes memory, not the gradient."
+    grads = []
+    for ckpt in (False, True):
+        tr = trainer(cache, cfg=dataclasses.replace(TINY, grad_checkpointing=ckpt, grad_clip=0.0))
+        assert tr.student.transformer.gradient_checkpointing == ckpt
+        idx, emb, mask = fixed_batch(tr)
+        x0 = tr.rollout(emb, mask, decode=False)[0]   # the same seed: the same rollouts and (t, ε) in both runs
+        r = torch.linspace(0.2, 0.8, len(idx))
+        out = tr.afd_losses(x0, emb, mask, r)
+        out['loss'].backward()
+        grads.append(torch.cat([p.grad.flatten() for p in tr.params]))
+    assert grads[0].abs().max() > 0 and torch.allclose(grads[0], grads[1], rtol=1e-5, atol=1e-9)

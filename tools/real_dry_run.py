@@ -75,15 +75,16 @@ def write_checkpoints(model, folder: Path) -> tuple[Path, Path]:
     return pt, folder/'diffusers_transformer'
 
 
-def reduced_student(name: str, checkpoint: Path, frames: int, latent_hw: tuple[int, int], vae):
-    "The real student from `checkpoint` in bf16, on a clip of `frames` latent frames of `latent_hw`, with `vae`."
+def reduced_student(name: str, checkpoint, frames: int, latent_hw: tuple[int, int], vae, device='cpu'):
+    """The real student from `checkpoint` (a path or a state dict) in bf16 on `device`, on a clip of `frames` latent
+    frames of `latent_hw` (21 x 60 x 104 is the full 81-frame 480x832 clip), with `vae` and random text embeddings."""
     import dataclasses
     from afd_nb.codec import WanVAECodec
     from afd_nb.student import CausalWan, Student, load_student
-    s = load_student(name, 'real', checkpoint, device='cpu', dtype=torch.bfloat16)
+    s = load_student(name, 'real', checkpoint, device=device, dtype=torch.bfloat16)
     p = dataclasses.replace(s.preset, num_frames=frames, latent_hw=tuple(latent_hw))
     model = CausalWan(s.transformer, p.block_size, p.sigmas, p.num_frames, p.latent_hw, p.prediction).eval()
-    return Student(model, p, text=RandomUMT5Embeddings(), codec=WanVAECodec(vae), source=s.source)
+    return Student(model, p, text=RandomUMT5Embeddings().to(device), codec=WanVAECodec(vae).to(device), source=s.source)
 
 
 def timed(rows: list, what: str, fn):
