@@ -75,14 +75,14 @@ def advantage_table(scores: torch.Tensor, baseline: str = "batch", prompt_ids: S
     return [dict(index=i, score=float(scores[i]), advantage=float(A[i]), r=float(r[i])) for i in order]
 
 def advantage_inspector(student_clips: Sequence, teacher_clips: Sequence, scores: torch.Tensor,
-                        baseline: str = "batch", prompt_ids: Sequence | None = None, n_frames: int = 6):
+                        baseline: str = "batch", prompt_ids: Sequence | None = None, n_frames: int = 6, clip: float = 5.0):
     "ipywidgets: a slider over the batch sorted by advantage (E6), each rollout beside its prompt's teacher clip."
     import ipywidgets as W, matplotlib.pyplot as plt
     from IPython.display import display
     from afd_nb.video import frame_grid
     if not (len(student_clips) == len(teacher_clips) == len(scores)):
         raise ValueError(f"{len(student_clips)} rollouts, {len(teacher_clips)} teacher clips, {len(scores)} scores: one each")
-    rows, out = advantage_table(scores, baseline, prompt_ids), W.Output()
+    rows, out = advantage_table(scores, baseline, prompt_ids, clip), W.Output()
     def show(rank: int):
         row = rows[rank]; i = row['index']
         with out:
@@ -100,9 +100,11 @@ def advantage_inspector(student_clips: Sequence, teacher_clips: Sequence, scores
 # %% ../nbs/31_advantage.ipynb #562e0ba7
 def _advantage_inspector_from_run(run, iteration: int | None = None, n_frames: int = 6):
     """`advantage_inspector` on the batch of `iteration` (default: the last saved) of training run `run` (the job's
-    `out_dir`, trained with `inspect_every` > 0): its rollouts, teacher clips, scores, baseline and prompt ids."""
+    `out_dir`, trained with `inspect_every` > 0): its rollouts, teacher clips, scores, baseline, clip and prompt ids.
+    A run on several processes saved the main process's share, whose advantages are recomputed over that share."""
     from afd_nb.snapshots import load_snapshot
     s = load_snapshot(run, iteration)
-    return advantage_inspector(s.student, s.teacher, s.scores, s.meta.get('baseline', 'batch'), s.prompt_ids, n_frames)
+    return advantage_inspector(s.student, s.teacher, s.scores, s.meta.get('baseline', 'batch'), s.prompt_ids, n_frames,
+                               s.meta.get('adv_clip', 5.0))
 
 advantage_inspector.from_run = _advantage_inspector_from_run

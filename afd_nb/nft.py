@@ -119,7 +119,7 @@ def nft_inspector(student, x0: torch.Tensor, prompt: str, chunk: int = 0, beta: 
     "ipywidgets: a slider over t for one rollout chunk showing x_t, v, v_θ, v_old, v⁺, v⁻ (see `noised_state_views`)."
     import ipywidgets as W, matplotlib.pyplot as plt
     from IPython.display import display
-    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed)).to(x0.device, x0.dtype)
     out = W.Output()
     def show(t: float):
         views = noised_state_views(student, x0, prompt, t, chunk, beta, noise)
@@ -127,7 +127,7 @@ def nft_inspector(student, x0: torch.Tensor, prompt: str, chunk: int = 0, beta: 
             out.clear_output(wait=True)
             fig, ax = plt.subplots(1, len(views), figsize=(2 * len(views), 2.2))
             for a, (k, img) in zip(ax, views.items()):
-                a.imshow(((img.clamp(-1, 1) + 1) / 2).permute(1, 2, 0).numpy()); a.set_title(k); a.axis('off')
+                a.imshow(((img.float().cpu().clamp(-1, 1) + 1) / 2).permute(1, 2, 0).numpy()); a.set_title(k); a.axis('off')
             fig.suptitle(f"chunk {chunk}, t = {t:.2f}"); display(fig); plt.close(fig)
     slider = W.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.05, description='t')
     slider.observe(lambda ch: show(ch['new']), names='value')
@@ -138,7 +138,8 @@ def nft_inspector(student, x0: torch.Tensor, prompt: str, chunk: int = 0, beta: 
 def _nft_inspector_from_run(run, iteration: int | None = None, row: int = 0, chunk: int = 0, seed: int = 0):
     """`nft_inspector` on rollout `row` of the batch of `iteration` (default: the last saved) of training run `run`, under
     the run's newest checkpoint (θ and θ_old, `load_run_student`) and its β; the rollout's latents are its saved frames
-    encoded by the student's codec (exact up to uint8 rounding for the tiny pixel codec)."""
+    encoded by the student's codec: exact up to uint8 rounding for the tiny pixel codec, a lossy re-encoding for the
+    Wan VAE."""
     from afd_nb.snapshots import load_snapshot, load_run_student
     s = load_snapshot(run, iteration)
     if not 0 <= row < len(s.prompts): raise ValueError(f"row must be in [0, {len(s.prompts)}) (the batch's rollouts), got {row}")

@@ -73,8 +73,8 @@ def load_snapshot(run: str | Path, iteration: int | None = None) -> Snapshot:
     "The batch of `iteration` (default: the last saved) of run folder `run` (the job's `out_dir`)."
     its = snapshot_iterations(run)
     if not its:
-        raise FileNotFoundError(f"{_snapshot_dir(run)} holds no snapshots (it_*.npz): train with inspect_every > 0 "
-                                "(the main job's parameter; it saves iteration 1 and every inspect_every-th)")
+        raise FileNotFoundError(f"{_snapshot_dir(run)} holds no snapshots (it_*.npz): train AFD with inspect_every > 0 "
+                                "(the main job's parameter; it saves iteration 1 and every inspect_every-th; SFT saves none)")
     iteration = its[-1] if iteration is None else int(iteration)
     if iteration not in its: raise ValueError(f"no snapshot of iteration {iteration} in {_snapshot_dir(run)}; saved: {its}")
     with np.load(_snapshot_dir(run)/f'it_{iteration:06d}.npz') as z:
@@ -86,15 +86,20 @@ def load_snapshot(run: str | Path, iteration: int | None = None) -> Snapshot:
                     torch.from_numpy(a['r']), info)
 
 # %% ../nbs/37_snapshots.ipynb #6524e44f
-def load_run_student(run: str | Path, device=None):
-    "The student of run folder `run` with the `default` and `old` adapters of its newest checkpoint (`afd_nb.train` writes them)."
+def load_run_student(run: str | Path, device=None, checkpoint=None):
+    """The student of run folder `run` with the `default` and `old` adapters of its newest checkpoint (`afd_nb.train`
+    writes them). Its base weights are those the run recorded, or `checkpoint` when given; a warning says when the
+    recorded ones are gone and the default student stands in."""
+    import warnings
     from afd_nb.run_state import latest_checkpoint
     from afd_nb.student import load_student
     ck = latest_checkpoint(Path(run)/'checkpoints')
     if ck is None: raise FileNotFoundError(f"{Path(run)/'checkpoints'} holds no checkpoint: is {run} the out_dir of a training run?")
     state = json.loads((ck/'state.json').read_text())
     src, cfg = state.get('student_source'), state['config']
-    weights = src if src and Path(src).exists() else None   # the shipped tiny student when the recorded path is gone
+    weights = checkpoint or (src if src and Path(src).exists() else None)
+    if weights is None: warnings.warn(f"{run} was trained on base weights {src!r}, which are not here: loading the default "
+                                      f"{state['student']} student instead (pass checkpoint= to choose)", stacklevel=2)
     student = load_student(state['student'], state.get('student_size', 'tiny'), checkpoint=weights, device=device)
     student.add_adapters(cfg.get('lora_rank'), cfg.get('lora_alpha'), cfg.get('lora_targets', 'all'))
     for name in ('default', 'old'): student.load_adapter(ck/f'adapter_{name}', name)

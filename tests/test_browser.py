@@ -50,14 +50,14 @@ def lab(tmp_path_factory):
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=root)
     url = f'http://127.0.0.1:{port}'
     try:
+        ready = False
         for _ in range(120):
             if proc.poll() is not None: break
             try:
-                urllib.request.urlopen(f'{url}/api/status?token={token}', timeout=2); break
+                urllib.request.urlopen(f'{url}/api/status?token={token}', timeout=2); ready = True; break
             except OSError: time.sleep(0.5)
-        else: proc.poll()
-        if proc.returncode is not None or proc.poll() is not None:
-            pytest.fail(f"JupyterLab did not start (rc {proc.returncode}):\n{(cfg/'lab.log').read_text()[-3000:]}")
+        if not ready:
+            pytest.fail(f"JupyterLab did not answer on {url} within a minute (rc {proc.poll()}):\n{(cfg/'lab.log').read_text()[-3000:]}")
         yield url, token
     finally:
         proc.terminate()

@@ -109,7 +109,7 @@ def dry_run(student: str = 'self_forcing', frames: int = 6, latent_hw=(8, 8), ou
     from afd_nb.train import Trainer, TrainConfig
     torch.set_num_threads(max(1, torch.get_num_threads()))
     out = Path(out)
-    if out.exists(): shutil.rmtree(out)
+    for own in ('ckpt', 'afd', 'sft'): shutil.rmtree(out/own, ignore_errors=True)   # only what an earlier dry run left
     rows, checks = [], {}
     model = timed(rows, 'random 1.3B transformer (bf16)', random_transformer)
     n_params = sum(p.numel() for p in model.parameters())
