@@ -6,13 +6,13 @@
 
 Full size is 21 latent frames of 60x104: 81 frames at 480x832, the Wan2.1-1.3B student in bf16 with fp32 LoRA
 adapters (rank 256), the Wan2.1 VAE, batch 1, umT5-xxl-shaped random text embeddings (as `tools/real_dry_run.py`).
-Gradient checkpointing is on (`--no-checkpointing` turns it off). It prints the seconds per rollout, per AFD iteration (rollout, discriminator step, NFT step, EMA) and per SFT
-iteration (each timed after a warm-up), the peak GPU memory, the FLOPs of one AFD iteration as counted by
-`torch.utils.flop_counter.FlopCounterMode`, and their rate against the card's dense bf16 peak. The count is of
-what ran: with checkpointing it includes the backward's recomputation of the teacher-forced forward (about 13% of
-the total by the README's estimate), so model-FLOP utilisation (MFU) is about 0.87 times the printed rate.
-Without a GPU it says so
-and exits 0. The discriminator is the embedded world's 3-D CNN at the student's format (a real run uses VideoAlign).
+Gradient checkpointing is on (`--no-checkpointing` turns it off). It prints the seconds per rollout, per AFD
+iteration (rollout, discriminator step, NFT step, EMA) and per SFT iteration (each timed after a warm-up), the peak
+GPU memory, the FLOPs of one AFD iteration as counted by `torch.utils.flop_counter.FlopCounterMode`, and their rate
+against the card's dense bf16 peak. The count is of what ran: with checkpointing it includes the backward's
+recomputation of the teacher-forced forward (about 13% of the total by the README's estimate), so the model-FLOP
+utilisation (MFU) is about 0.87 times the printed rate. Without a GPU it says so and exits 0. The discriminator is
+the embedded world's 3-D CNN at the student's format (a real run uses VideoAlign).
 """
 from __future__ import annotations
 import argparse, gc, json, sys, time, warnings

@@ -11,6 +11,9 @@
    umT5-xxl, seeded random text embeddings of its shape (`[B, 512, 4096]`; the umT5 class is tested at tiny size).
 3. In bf16 with fp32 LoRA adapters (rank 256): one rollout, one AFD iteration (rollout, discriminator step, NFT step,
    old-policy EMA, checkpoint), a resume from that checkpoint (adapters equal), then one SFT iteration.
+4. With `--videoalign`: the VideoAlign discriminator at the real shape (Qwen2-VL-2B config, random weights, LoRA r 64
+   on the language model), one Bradley-Terry step (E4) on 2 prompt-paired clips of 33 frames at 224x224, 16 fps.
+   A word-level tokenizer with Qwen2-VL's chat and reward tokens stands in for Qwen's BPE (not on this machine).
 Prints the seconds and the peak resident memory of each part; `tests/test_real_size.py` (slow) runs it.
 """
 from __future__ import annotations
@@ -160,12 +163,53 @@ def dry_run(student: str = 'self_forcing', frames: int = 6, latent_hw=(8, 8), ou
     return res
 
 
+def real_videoalign(dtype=torch.bfloat16):
+    "VideoAlign's reward model at Qwen2-VL-2B's shape with seeded random weights, as a discriminator (LoRA r 64)."
+    from afd_nb.videoalign import (CHAT_TOKENS, RELEASED_NORM, VideoAlignDiscriminator, VideoAlignPreprocess,
+                                   VideoAlignRewardModel, build_tiny_tokenizer, qwen2vl_2b_config)
+    from afd_nb.world import vocabulary
+    tok = build_tiny_tokenizer(list(vocabulary()))
+    cfg = qwen2vl_2b_config()
+    ids = {t: tok.convert_tokens_to_ids(t) for t in CHAT_TOKENS}   # the stand-in tokenizer's ids of the vision tokens
+    cfg.image_token_id, cfg.video_token_id = ids['<|image_pad|>'], ids['<|video_pad|>']
+    cfg.vision_start_token_id, cfg.vision_end_token_id = ids['<|vision_start|>'], ids['<|vision_end|>']
+    cfg.text_config.pad_token_id, cfg.text_config.eos_token_id = tok.pad_token_id, ids['<|im_end|>']
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        rm = VideoAlignRewardModel(cfg, tok, 1, VideoAlignPreprocess(), RELEASED_NORM).to(dtype).eval()
+    return VideoAlignDiscriminator(rm, pixel_format=dict(size=(224, 224), fps=16.0, num_frames=33))
+
+
+def videoalign_step(rows: list | None = None) -> dict:
+    "Step 4 of the module docstring: one BT step of the real-shape VideoAlign discriminator; returns the checks."
+    from afd_nb.discriminator import bt_loss
+    rows = [] if rows is None else rows
+    D = timed(rows, 'VideoAlign discriminator (Qwen2-VL-2B shape)', real_videoalign)
+    n_params = sum(p.numel() for p in D.parameters())
+    opt = torch.optim.AdamW(D.trainable_parameters(), lr=5e-6)
+    g = torch.Generator().manual_seed(0)
+    y_T, y_S = (torch.rand(2, 3, 33, 224, 224, generator=g) * 2 - 1 for _ in range(2))
+    prompts = ['a red ball falls', 'a blue ball is thrown to the right']
+    def step():
+        d_t, d_s = D(torch.cat([y_T, y_S]), prompts * 2).float().chunk(2)
+        loss = bt_loss(d_t, d_s); opt.zero_grad(); loss.backward(); opt.step()
+        return float(loss.detach())
+    before = [p.detach().clone() for p in D.trainable_parameters()]
+    loss = timed(rows, 'BT step (E4), 2 + 2 clips of 33x224x224', step)
+    moved = sum(int(not torch.equal(a, b)) for a, b in zip(before, D.trainable_parameters()))
+    return dict(parameters=n_params, trainable=sum(p.numel() for p in D.trainable_parameters()), bt_loss=loss,
+                tensors_moved=moved, tensors=len(before))
+
+
 if __name__ == '__main__':
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--student', default='self_forcing', choices=['self_forcing', 'causal_forcing'])
     ap.add_argument('--frames', type=int, default=6, help="latent frames (a multiple of the block size, 3)")
     ap.add_argument('--latent-hw', type=int, nargs=2, default=[8, 8])
     ap.add_argument('--out', type=Path, default=ROOT/'runs'/'real_dry_run')
+    ap.add_argument('--videoalign', action='store_true', help="also step 4: the real-shape VideoAlign discriminator")
+    ap.add_argument('--videoalign-only', action='store_true', help="step 4 alone")
     a = ap.parse_args()
     warnings.filterwarnings('ignore', message='.*randomly initialised.*')
-    dry_run(a.student, a.frames, tuple(a.latent_hw), a.out)
+    if not a.videoalign_only: dry_run(a.student, a.frames, tuple(a.latent_hw), a.out)
+    if a.videoalign or a.videoalign_only: print(json.dumps(videoalign_step(), indent=1))
