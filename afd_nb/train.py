@@ -41,7 +41,7 @@ LOSS_SPACES = ('velocity', 'x0')
 REWARDS = ('discriminator', 'world', 'world_law', 'darkness', 'random')   # all but 'discriminator': check rewards
 # settings that may change when a run is resumed (everything else must match the checkpoint)
 RESUMABLE = ('iterations', 'eval_every', 'eval_prompts', 'eval_seed', 'ckpt_every', 'keep_checkpoints', 'log_law', 'print_every',
-             'inspect_every')
+             'inspect_every', 'grad_checkpointing')   # grad_checkpointing: memory, not the math
 
 @dataclass
 class TrainConfig:

@@ -6,13 +6,14 @@
 
 Full size is 21 latent frames of 60x104: 81 frames at 480x832, the Wan2.1-1.3B student in bf16 with fp32 LoRA
 adapters (rank 256), the Wan2.1 VAE, batch 1, umT5-xxl-shaped random text embeddings (as `tools/real_dry_run.py`).
-Gradient checkpointing is on (`--no-checkpointing` turns it off). It prints the seconds per rollout, per AFD
-iteration (rollout, discriminator step, NFT step, EMA) and per SFT iteration (each timed after a warm-up), the peak
-GPU memory, the FLOPs of one AFD iteration as counted by `torch.utils.flop_counter.FlopCounterMode`, and their rate
-against the card's dense bf16 peak. The count is of what ran: with checkpointing it includes the backward's
-recomputation of the teacher-forced forward (about 13% of the total by the README's estimate), so the model-FLOP
-utilisation (MFU) is about 0.87 times the printed rate. Without a GPU it says so and exits 0. The discriminator is
-the embedded world's 3-D CNN at the student's format (a real run uses VideoAlign).
+Gradient checkpointing is on (`--no-checkpointing` turns it off). It prints the seconds per rollout (under θ_old's
+adapters), per AFD iteration with its parts (rollout, discriminator step, NFT step, EMA) and per SFT iteration (each
+timed after a warm-up), and the peak GPU memory the allocator reserved. It also prints the FLOPs of one AFD iteration
+as counted by `torch.utils.flop_counter.FlopCounterMode`, and their rate against the card's dense bf16 peak. That
+count is of what ran (the VAE decode, the discriminator, checkpointing's recomputation, attention's backward counted
+as 2.5 forwards), so its rate is a hardware figure. The MFU divides the README's analytic transformer FLOPs
+(`model_pflop`) by the iteration's time. Without a GPU it says so and exits 0. The discriminator is the embedded
+world's 3-D CNN at the student's format (a real run uses VideoAlign).
 """
 from __future__ import annotations
 import argparse, gc, json, sys, time, warnings
@@ -22,12 +23,32 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 # dense bf16 tensor-core peaks (TFLOP/s) from the vendors' data sheets, matched on the device name
-BF16_PEAK = {'H200': 989.4, 'H100 SXM': 989.4, 'H100 80GB HBM3': 989.4, 'H100 PCIe': 756.0, 'H100 NVL': 835.0,
+BF16_PEAK = {'H200 NVL': 835.0, 'H200': 989.4, 'H100 SXM': 989.4, 'H100 80GB HBM3': 989.4, 'H100 PCIe': 756.0, 'H100 NVL': 835.0,
              'H100': 989.4, 'A100': 312.0, 'L40S': 362.1, 'A10G': 70.0, 'RTX 4090': 165.2}
 
 
 def bf16_peak(name: str) -> float | None:
     return next((v for k, v in BF16_PEAK.items() if k in name), None)
+
+
+def model_pflop(frames: int, latent_hw: tuple[int, int], block: int = 3, steps: int = 4, rank: int = 256) -> dict:
+    """The README's estimate of one AFD iteration's transformer FLOPs per rollout (PFLOP), Wan2.1-1.3B: the rollout
+    (`steps` passes per chunk plus a cache pass for all but the last, under θ_old's adapters) and the NFT step
+    (teacher-forced forwards of θ_old, the reference and θ, and θ's backward through the frozen backbone)."""
+    d, L, ffn, text = 1536, 30, 8960, 512
+    n = (latent_hw[0] // 2) * (latent_hw[1] // 2) * block                 # tokens per chunk (patch 1x2x2)
+    K = frames // block                                                   # chunks
+    lin = 2 * L * (6 * d * d + 2 * d * ffn)                               # backbone linear layers, per token
+    lora = 2 * L * rank * (6 * 2 * d + 2 * (d + ffn))                     # 6 d->d projections and the 2 FFN ones
+    cross = 4 * L * d * text
+    att = 4 * L * d                                                       # x context length, per query token
+    rollout = (steps * K + K - 1) * n * (lin + lora + cross) + (steps * K * (K + 1) / 2 + (K - 1) * K / 2) * n * n * att
+    T_tf = (2 * K - 1) * n                                                # clean history + noisy chunks
+    att_tf = (K * (K + 1) / 2 + (K - 1) * K / 2) * n * n * att            # block-causal
+    fwd_ref, fwd_lora = T_tf * (lin + cross) + att_tf, T_tf * (lin + lora + cross) + att_tf
+    backward = T_tf * (lin + cross) + 2 * T_tf * lora + 2 * att_tf        # input grads only for the frozen backbone
+    nft = 2 * fwd_lora + fwd_ref + backward
+    return dict(rollout=rollout / 1e15, nft_step=nft / 1e15, total=(rollout + nft) / 1e15)
 
 
 def sync() -> None:
@@ -42,10 +63,10 @@ def seconds(fn, warmup: int = 1):
 
 
 def peak_memory_gb(dev: torch.device, reset: bool = False) -> float:
-    "Peak GPU memory allocated (or this process's peak resident memory on a CPU), GB."
+    "Peak GPU memory reserved by torch's allocator (or this process's peak resident memory on a CPU), GB."
     if dev.type != 'cuda':
         import resource; return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    out = torch.cuda.max_memory_allocated() / 2**30
+    out = torch.cuda.max_memory_reserved() / 2**30   # what the allocator held: closer to what the card must have
     if reset: gc.collect(); torch.cuda.empty_cache(); torch.cuda.reset_peak_memory_stats()
     return out
 
@@ -71,12 +92,14 @@ def main(student: str, frames: int, latent_hw: tuple[int, int], device: str = 'c
                       micro_batch=1, t_dist='sigmas_each', iterations=10, grad_checkpointing=checkpointing)
     res = dict(device=name, student=student, frames=frames, latent_hw=list(latent_hw), grad_checkpointing=checkpointing)
     s = reduced_student(student, sd, frames, latent_hw, vae, dev)
-    res['rollout_s'], x0 = seconds(lambda: s.rollout(['a red ball falls'], seed=0))
-    res['latents'] = list(x0.shape)
     peak_memory_gb(dev, reset=True)
     acc = Accelerator(cpu=dev.type == 'cpu')
     tr = Trainer(s, load_teacher('physics'), cfg, accelerator=acc, progress=False)
-    res['afd_iteration_s'], _ = seconds(tr.iteration)
+    with s.view('old'):   # as in training: θ_old's fp32 adapters on the bf16 backbone
+        res['rollout_s'], x0 = seconds(lambda: s.rollout(['a red ball falls'], seed=0))
+    res['latents'] = list(x0.shape)
+    res['afd_iteration_s'], row = seconds(tr.iteration)
+    res['afd_parts_s'] = {k: round(v, 2) for k, v in row.items() if k.startswith('time_')}
     with FlopCounterMode(display=False) as fc: tr.iteration()
     res['afd_iteration_tflop'] = fc.get_total_flops() / 1e12
     del tr, s; acc.free_memory()
@@ -87,7 +110,9 @@ def main(student: str, frames: int, latent_hw: tuple[int, int], device: str = 'c
     res['sft_peak_memory_gb'] = peak_memory_gb(dev)
     peak = bf16_peak(name) if dev.type == 'cuda' else None
     res['bf16_peak_tflops'] = peak
+    res['model_pflop_estimate'] = model_pflop(frames, latent_hw, s.preset.block_size)
     res['afd_flop_rate_of_peak'] = res['afd_iteration_tflop'] / res['afd_iteration_s'] / peak if peak else None
+    res['afd_mfu'] = res['model_pflop_estimate']['total'] * 1e3 / res['afd_iteration_s'] / peak if peak else None
     print(json.dumps(res, indent=1))
     if peak is None and dev.type == 'cuda': print(f"(no bf16 peak known for {name!r}: add it to BF16_PEAK for the MFU)")
     return 0
