@@ -135,12 +135,15 @@ def video_grid(result: EvalResult, n: int = 8, n_frames: int = 6, sort: bool = F
 # %% ../nbs/25_evaluate.ipynb #d73825ba
 def paired_delta(before: EvalResult, after: EvalResult, key: str) -> dict:
     """Per-clip `after - before` of report field `key` over the clips both score (same prompts, same order):
-    `{'mean', 'se', 'n'}`, `se` the standard error of the mean (NaN for n < 2)."""
+    `{'mean', 'se', 'n', 'prompts'}`. `mean` is over the `n` clips; `se` is the standard error over the prompts of their
+    mean differences (a prompt rolled out several times is one cluster), NaN for fewer than 2 prompts."""
     pb, pa = [c.prompt for c in before.clips], [c.prompt for c in after.clips]
     if pb != pa: raise ValueError("before and after must evaluate the same prompts in the same order "
                                   f"({len(pb)} vs {len(pa)} clips; first difference at "
                                   f"{next((i for i, (x, y) in enumerate(zip(pb, pa)) if x != y), min(len(pb), len(pa)))})")
-    d = np.array([ra[key] - rb[key] for rb, ra in zip(before.reports, after.reports)
-                  if key in rb and key in ra and np.isfinite(ra[key] - rb[key])], float)
-    se = float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else math.nan
-    return {'mean': float(d.mean()) if len(d) else math.nan, 'se': se, 'n': int(len(d))}
+    by: dict[str, list[float]] = {}
+    for p, rb, ra in zip(pb, before.reports, after.reports):
+        if key in rb and key in ra and np.isfinite(ra[key] - rb[key]): by.setdefault(p, []).append(ra[key] - rb[key])
+    d, m = np.array([x for v in by.values() for x in v], float), np.array([np.mean(v) for v in by.values()], float)
+    se = float(m.std(ddof=1) / math.sqrt(len(m))) if len(m) > 1 else math.nan
+    return {'mean': float(d.mean()) if len(d) else math.nan, 'se': se, 'n': int(len(d)), 'prompts': int(len(m))}

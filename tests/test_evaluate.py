@@ -64,6 +64,6 @@ def test_paired_delta_of_teacher_against_wrong_physics():
     per = np.array([b['physics_score'] - g['physics_score'] for g, b in zip(good.reports, bad.reports)])
     assert d['n'] == 4 and d['mean'] == pytest.approx(per.mean()) and d['mean'] < -0.4
     assert d['se'] == pytest.approx(per.std(ddof=1) / 2)
-    assert paired_delta(good, good, 'physics_score') == {'mean': 0.0, 'se': 0.0, 'n': 4}
+    assert paired_delta(good, good, 'physics_score') == {'mean': 0.0, 'se': 0.0, 'n': 4, 'prompts': 4}
     with pytest.raises(ValueError, match="same prompts in the same order"):
         paired_delta(good, evaluate_clips(_clips('physics', 4, seed=9)), 'physics_score')
