@@ -65,7 +65,7 @@ def seconds(fn, warmup: int = 1):
 def peak_memory_gb(dev: torch.device, reset: bool = False) -> float:
     "Peak GPU memory reserved by torch's allocator (or this process's peak resident memory on a CPU), GB."
     if dev.type != 'cuda':
-        import resource; return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        from real_dry_run import peak_gb; return peak_gb()
     out = torch.cuda.max_memory_reserved() / 2**30   # what the allocator held: closer to what the card must have
     if reset: gc.collect(); torch.cuda.empty_cache(); torch.cuda.reset_peak_memory_stats()
     return out
