@@ -142,6 +142,12 @@ def browser_shot(driver, file: str) -> str:
     return f" (screenshot: {SHOTS/file})"
 
 
+def outputs_text(driver) -> str:
+    "The text of the active notebook's last outputs, for a failure message."
+    from selenium.webdriver.common.by import By
+    return ' | '.join(e.text[:200] for e in driver.find_elements(By.CSS_SELECTOR, ACTIVE + '.jp-OutputArea-output')[-4:])
+
+
 def errors_shown(driver) -> list[str]:
     "Tracebacks in cell outputs (JupyterLab renders a cell's error as stderr) and widgets that failed to display."
     from selenium.webdriver.common.by import By
@@ -160,7 +166,8 @@ def inspector(driver, label: str):
             if sl and sl[0].find_element(By.CSS_SELECTOR, '.widget-label').text.strip() == label:
                 imgs = box.find_elements(By.CSS_SELECTOR, '.widget-output img')
                 if imgs: return box, sl[0].find_element(By.CSS_SELECTOR, '.noUi-handle'), imgs[0]
-    return wait_for(find, 60, f"the inspector with slider {label!r} and its figure")
+    return wait_for(find, 60, f"the inspector with slider {label!r} and its figure",
+                    detail=lambda: browser_shot(driver, f'inspector_{label}_timeout.png') + f"; outputs: {outputs_text(driver)}")
 
 
 @pytest.mark.parametrize('name', list(DEMOS))
