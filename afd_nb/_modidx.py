@@ -520,6 +520,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'afd_nb.train._iteration': ('train.html#_iteration', 'afd_nb/train.py'),
                               'afd_nb.train._log': ('train.html#_log', 'afd_nb/train.py'),
                               'afd_nb.train._periodic_eval': ('train.html#_periodic_eval', 'afd_nb/train.py'),
+                              'afd_nb.train._rerender_teacher': ('train.html#_rerender_teacher', 'afd_nb/train.py'),
                               'afd_nb.train._resume': ('train.html#_resume', 'afd_nb/train.py'),
                               'afd_nb.train._rollout': ('train.html#_rollout', 'afd_nb/train.py'),
                               'afd_nb.train._same_device': ('train.html#_same_device', 'afd_nb/train.py'),

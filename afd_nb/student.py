@@ -20,7 +20,7 @@ from .adapters import add_adapters, adapter_parameters, ema_update, load_adapter
 from .adapters import view as adapter_view
 from .checkpoints import base_state_dict, load_transformer_weights, read_checkpoint
 from .core import data_samples_dir, default_device, default_dtype, get_settings
-from .flow import few_step_sample, timesteps_to_sigmas
+from .flow import add_noise, few_step_sample, timesteps_to_sigmas
 from .attention import (CachePlan, KVCache, _blocks, block_causal_mask, history_layout, install_processors,
                               rope_factors, segment_plan, teacher_forcing_layout)
 
@@ -221,9 +221,12 @@ def _rollout(self: CausalWan, text_emb: torch.Tensor, num_frames: int | None = N
              generator: torch.Generator | None = None, *, text_mask: torch.Tensor | None = None,
              sigmas: Sequence[float] | None = None, block_size: int | None = None,
              latent_hw: tuple[int, int] | None = None, use_cache: bool = True,
-             callback: Callable[[RolloutStep], None] | None = None, eta: float | None = None) -> torch.Tensor:
+             callback: Callable[[RolloutStep], None] | None = None, eta: float | None = None,
+             init: torch.Tensor | None = None) -> torch.Tensor:
     """Few-step AR sample (METHOD 'Student rollout'): prompt embeddings `[B, Lt, text_dim]` -> latents `[B, C, F, H, W]`
-    (float32). `eta` (default `self.eta`, 1: fresh noise at each re-noise) as in `few_step_sample`."""
+    (float32). `eta` (default `self.eta`, 1: fresh noise at each re-noise) as in `few_step_sample`.
+    `init` (latents `[B, C, F, H, W]`): each chunk starts from its chunk of `init` noised to `sigmas[0]` by (E1) instead
+    of pure noise (SDEdit), so a clip is re-drawn by the student from that level on."""
     m, dev = self.transformer, self.device
     Fn, b = num_frames or self.num_frames, block_size or self.block_size
     sig = [float(s) for s in (self.sigmas if sigmas is None else sigmas)]
@@ -250,6 +253,7 @@ def _rollout(self: CausalWan, text_emb: torch.Tensor, num_frames: int | None = N
                                      cache.nbytes if use_cache else 0))
         gdev = generator.device if generator is not None else dev
         noise = torch.randn((B, C, f, H, W), generator=generator, device=gdev).to(dev)
+        if init is not None: noise = add_noise(init[:, :, f0:f1].to(dev, noise.dtype), noise, sig[0])
         out[:, :, f0:f1] = few_step_sample(vfn, noise, sig, generator, cb, self.eta if eta is None else eta)
         if use_cache and f1 < Fn:  # clean re-run at t = 0: the chunk's k/v become history
             self._run(out[:, :, f0:f1], torch.zeros(B, f, device=dev), tuple(range(f0, f1)), text, plan, text_kv, out_from=f)

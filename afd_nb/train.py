@@ -66,6 +66,7 @@ class TrainConfig:
     d_steps: int = 2                   # M_D discriminator steps per iteration (E4); 0 (check rewards only): D not trained
     d_width: int = 32                  # PhysicsDiscriminator width
     d_weight_decay: float = 1e-4
+    teacher_rerender: float = 0.0      # AFD: D sees the teacher's clips re-drawn by the reference student from this σ (SDEdit); 0: as they are
     beta: float = 0.1                  # β of (E8)-(E9)
     prior_weight: float = 1e-4         # λ of (E11)
     sft_prior: bool = True             # SFT also gets λ L_prior (E10), for a fair comparison
@@ -112,6 +113,7 @@ class TrainConfig:
             if not getattr(c, k) > 0: p.append(f"{k}={getattr(c, k)!r}: must be > 0")
         for k in ('weight_decay', 'd_weight_decay', 'grad_clip', 'prior_weight', 'old_decay_rate', 'anchor_weight'):
             if not getattr(c, k) >= 0: p.append(f"{k}={getattr(c, k)!r}: must be >= 0")
+        if not 0 <= c.teacher_rerender < 1: p.append(f"teacher_rerender={c.teacher_rerender!r}: must be in [0, 1) (a noise level; 0: off)")
         if not 0 <= c.old_decay_max <= 1: p.append(f"old_decay_max={c.old_decay_max!r}: must be in [0, 1]")
         if c.old_decay is not None and not 0 <= c.old_decay <= 1: p.append(f"old_decay={c.old_decay!r}: must be None (schedule) or in [0, 1]")
         if c.d_steps == 0 and c.method == 'afd' and c.reward == 'discriminator':
@@ -299,6 +301,21 @@ def _anchor_rollouts(self: Trainer) -> tuple[torch.Tensor, torch.Tensor, torch.T
     emb, mask = self.student.encode_prompts([self.anchor_set[i] for i in k])
     return self.rollout(emb, mask, decode=False)[0], emb, mask
 
+@torch.no_grad()
+def _rerender_teacher(self: Trainer, y_T: torch.Tensor, emb: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The teacher's clips `y_T` `[B, 3, F, H, W]` re-drawn by the reference student (adapters off) from `teacher_rerender`:
+    each chunk noised to that σ (E1) and finished by the student's own rollout steps from there (SDEdit, own history).
+    The teacher's layout and motion stay (the world's law_ok of the re-drawn clips is 1.0 at σ 0.625), the appearance
+    becomes the student's, so D can only win on what the student does differently: EXPERIMENTS.md, "Appearance-matched
+    teacher clips". Noise from (seed, iteration, process): the same on resume."""
+    s = self.cfg.teacher_rerender
+    sig = [x for x in self.student.model.sigmas if x <= s + 1e-6] or [s]
+    g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + 7919 * self.step + self.acc.process_index)
+    with self.student.view('ref'):
+        lat = self.student.codec.encode(y_T.to(self.device)).float()
+        x0 = self.student.model.rollout(emb, generator=g, text_mask=mask, init=lat, sigmas=sig).float()
+    return self.student.codec.decode(x0).float().clamp(-1, 1)
+
 def _d_update(self: Trainer, y_T: torch.Tensor, y_S: torch.Tensor, prompts: Sequence[str]) -> dict:
     "`M_D` AdamW steps on (E4) over the prompt-paired batch; metrics of the last step (before its update)."
     both, ps = torch.cat([y_T, y_S]), list(prompts) * 2
@@ -345,7 +362,7 @@ def _weights(self: Trainer, y_S: torch.Tensor, prompts: Sequence[str], idx: Sequ
     return r, {**advantage_stats(all_s, r_all), **extra}, scores
 
 Trainer.rollout, Trainer.d_update, Trainer._scores, Trainer.weights = _rollout, _d_update, _scores, _weights
-Trainer._anchor_rollouts = _anchor_rollouts
+Trainer._anchor_rollouts, Trainer.rerender_teacher = _anchor_rollouts, _rerender_teacher
 
 def _snapshot(self: Trainer, prompts: Sequence[str], idx: Sequence[int], y_S: torch.Tensor,
               scores: torch.Tensor, r: torch.Tensor) -> None:
@@ -377,6 +394,9 @@ def _iteration(self: Trainer) -> dict:
         y_native = y_S   # the check rewards score the rollout as the student made it
         if self.d_data is not self.data:   # a discriminator with its own pixel format (e.g. VideoAlign)
             y_T, y_S = self.d_data.videos(idx).to(self.device), conform_videos(y_S, self.fmt['fps'], self.d_fmt)
+        if c.teacher_rerender:
+            with timer('time_rerender'):
+                y_T = conform_videos(self.rerender_teacher(self.data.videos(idx), emb, mask), self.fmt['fps'], self.d_fmt)
         with timer('time_d'): row = self.d_update(y_T, y_S, prompts) if c.d_steps else {}
         with timer('time_reward'): r, stats, scores = self.weights(y_S, prompts, idx, y_native)
         self._snapshot(prompts, idx, y_native, scores, r)

@@ -312,3 +312,19 @@ def test_one_frame_layout_round_trip(tmp_path):
     assert lat.shape == (1, 48, 24, 8, 8) and pix.shape == (1, 3, 24, 32, 32)
     with torch.no_grad():   # same weights, same noise: the reloaded student is the one saved
         assert torch.equal(lat, st.model.rollout(text, generator=torch.Generator().manual_seed(1)))
+
+
+def test_rollout_from_init_starts_each_chunk_at_its_noised_clip(cw, data):
+    "SDEdit (`init`): one step from σ is x̂0 = x_σ - σ v with x_σ = (1-σ) init + σ ε, history = the earlier chunks' x̂0."
+    init = torch.randn(B, 96, 4, *HW, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        near = cw.rollout(data['text'], 4, torch.Generator().manual_seed(0), text_mask=data['mask'], block_size=2,
+                          init=init, sigmas=[1e-4])
+        out = cw.rollout(data['text'], 4, torch.Generator().manual_seed(0), text_mask=data['mask'], block_size=2,
+                         init=init, sigmas=[0.5])
+        eps = torch.randn(B, 96, 2, *HW, generator=torch.Generator().manual_seed(0))
+        x = 0.5 * init[:, :, :2] + 0.5 * eps
+        first = x - 0.5 * cw.velocity(x, 0.5, None, data['text'], data['mask'], block_size=2).float()
+    assert (near - init).abs().max() < 1e-2            # at σ → 0 the clip comes back
+    assert rel(out[:, :, :2], first) < 1e-5            # the first chunk is exactly one (E2) step from the noised clip
+    assert rel(out, init) > 0.1                         # from σ 0.5 the student redraws it

@@ -480,3 +480,25 @@ def test_grad_checkpointing_gives_the_same_step(cache, monkeypatch):
         grads.append(torch.cat([p.grad.flatten() for p in tr.params]))
     assert (grads[0] != 0).float().mean() > 0.5   # lora_A and lora_B both get gradients
     assert torch.allclose(grads[0], grads[1], rtol=1e-5, atol=1e-9)
+
+
+def test_teacher_rerender_redraws_the_teacher_clips_with_the_reference_student(cache):
+    from afd_nb.adapters import current_view
+    tr = trainer(cache, cfg=dataclasses.replace(TINY, teacher_rerender=0.625))
+    idx, emb, mask = fixed_batch(tr)
+    y_T = tr.data.videos(idx)
+    with torch.no_grad():   # move θ off the reference: the re-draw must not depend on it
+        for p in adapter_parameters(tr.student.transformer, 'default'): p.add_(0.1)
+    a, b = tr.rerender_teacher(y_T, emb, mask), tr.rerender_teacher(y_T, emb, mask)
+    assert a.shape == y_T.shape and torch.equal(a, b) and current_view(tr.student.transformer) == 'default'
+    assert (a - y_T).abs().mean() > 0.01            # redrawn, not copied
+    tr.step += 1
+    assert not torch.equal(tr.rerender_teacher(y_T, emb, mask), a)   # new noise each iteration
+    tr.step -= 1
+    with tr.student.view('ref'):   # exactly the reference student's SDEdit rollout from σ 0.625 with that noise
+        g = torch.Generator().manual_seed(tr.cfg.seed * 1_000_003)
+        ref = tr.student.model.rollout(emb, generator=g, text_mask=mask, init=tr.student.codec.encode(y_T), sigmas=[0.625])
+    assert torch.allclose(a, tr.student.codec.decode(ref).clamp(-1, 1), atol=1e-6)
+    row = tr.iteration()
+    assert row['time_rerender'] > 0 and np.isfinite(row['d_loss'])
+    with pytest.raises(ValueError, match='teacher_rerender'): TrainConfig(teacher_rerender=1.0).validate()

@@ -48,6 +48,47 @@ def teacher_clips(prompts, fmt: dict) -> torch.Tensor:
     return frames_to_batch([conform(c, fmt['size'], fmt['fps'], fmt['num_frames']).frames for c in clips])
 
 
+@torch.no_grad()
+def rerender(student, clips: torch.Tensor, prompts, sigma: float, seed: int = 0, batch: int = 16, mode: str = 'step') -> torch.Tensor:
+    """Teacher clips `[N, 3, F, H, W]` through the student's last denoising step: noised to `sigma` (E1) and mapped to
+    the student's teacher-forced x0 prediction (E2), so they carry the student's appearance and the teacher's motion."""
+    from afd_nb.flow import add_noise, x0_from_velocity
+    g, out = torch.Generator().manual_seed(seed), []
+    for k in range(0, len(clips), batch):
+        ps = list(prompts[k:k + batch])
+        lat = student.codec.encode(clips[k:k + batch].to(student.device)).float()
+        if mode == 'rollout':  # the student's own AR rollout from the clip's chunks at `sigma` (SDEdit), own history
+            sig = [s for s in student.model.sigmas if s <= sigma + 1e-6]
+            out.append(student.codec.decode(student.rollout(ps, seed + k, init=lat, sigmas=sig)).clamp(-1, 1))
+            continue
+        x_t = add_noise(lat, torch.randn(lat.shape, generator=g), sigma)
+        emb, mask = student.encode_prompts(ps)
+        t = torch.full((len(ps),), sigma)
+        v = student.model.velocity(x_t, t, clean=lat, text_emb=emb, text_mask=mask).float()
+        out.append(student.codec.decode(x0_from_velocity(x_t, v, t)).clamp(-1, 1))
+    return torch.cat(out)
+
+
+def law_variants(D, student, fmt: dict, prompts, a) -> dict:
+    """Does D know the law? Each eval prompt rendered by the world under the true law and each wrong one
+    (`afd_nb.corpus.WRONG_PHYSICS`), conformed (and re-rendered) as the teacher's clips: the share of prompts where D
+    scores the true law above each wrong one."""
+    from afd_nb.core import frames_to_batch
+    from afd_nb.corpus import WRONG_PHYSICS
+    from afd_nb.world import physics_variant, render, scene_from_prompt
+    from afd_nb.video import Clip, conform
+    def clips(kind):
+        fr = []
+        for p in prompts:
+            sc = scene_from_prompt(p, 0)
+            if kind != 'true': sc = physics_variant(sc, kind)
+            fr.append(conform(Clip(render(sc, 64, 16.0, 48), 16.0, p), fmt['size'], fmt['fps'], fmt['num_frames']).frames)
+        y = frames_to_batch(fr)
+        return rerender(student, y, prompts, a.rerender, a.seed, mode=a.rerender_mode) if a.rerender else y
+    s_true = d_scores(D, clips('true'), prompts, a)
+    return {k: float((s_true > d_scores(D, clips(k), prompts, a)).float().mean()) for k in WRONG_PHYSICS}
+
+
 def view(videos: torch.Tensor, kind: str, sigma: float) -> torch.Tensor:
     "What D sees of clips `[B, 3, F, H, W]`: 'full', 'even' (frames 0, 2, 4, ...) or 'late' (frames 6...), then the blur."
     v = videos[:, :, ::2] if kind == 'even' else videos[:, :, 6:] if kind == 'late' else videos
@@ -94,17 +135,33 @@ def run_domain(student, fmt, domain: str, reps: int, a) -> dict:
     t0 = time.time()
     train_ps = load_prompts(domain, 'train')[:a.n_train]
     eval_ps = load_prompts(domain, 'eval')[:a.n_eval]
-    D = train_d(student, fmt, teacher_clips(train_ps, fmt), rollouts(student, train_ps, a.seed), train_ps, a)
+    tc = lambda ps: (rerender(student, teacher_clips(ps, fmt), ps, a.rerender, a.seed, mode=a.rerender_mode) if a.rerender
+                     else teacher_clips(ps, fmt))
+    D = train_d(student, fmt, tc(train_ps), rollouts(student, train_ps, a.seed), train_ps, a)
     held = [p for _ in range(reps) for p in eval_ps]
     ids = np.array([i for _ in range(reps) for i in range(len(eval_ps))])
     y_S = torch.cat([rollouts(student, eval_ps, a.seed + 10_000 * (r + 1)) for r in range(reps)])
-    s_T, s_S = d_scores(D, teacher_clips(eval_ps, fmt), eval_ps, a).numpy(), d_scores(D, y_S, held, a).numpy()
-    out = dict(domain=domain, blur=a.blur, view=a.view, n_train=len(train_ps), n_eval=len(eval_ps), reps=reps,
+    y_Te = tc(eval_ps)
+    s_T, s_S = d_scores(D, y_Te, eval_ps, a).numpy(), d_scores(D, y_S, held, a).numpy()
+    out = dict(domain=domain, blur=a.blur, view=a.view, rerender=a.rerender, rerender_mode=a.rerender_mode, n_train=len(train_ps), n_eval=len(eval_ps), reps=reps,
                heldout_accuracy=float((s_T[ids] > s_S).mean()))
     if domain == 'physics':
         res = evaluate_clips([Clip(f, fmt['fps'], p) for f, p in zip(batch_to_frames(y_S), held)])
         ok = np.array([r.get('law_ok', 0.0) for r in res.reports], dtype=float)
         tau, n = within_prompt_tau(s_S, ok, ids)
+        ps_ = np.array([r.get('physics_score', 0.0) for r in res.reports], dtype=float)
+        win = s_T[ids] > s_S
+        out.update(kendall_tau_physics_score=within_prompt_tau(s_S, ps_, ids)[0],
+                   accuracy_vs_law_ok=float(win[ok > 0].mean()) if (ok > 0).any() else float('nan'),
+                   accuracy_vs_wrong=float(win[ok == 0].mean()) if (ok == 0).any() else float('nan'))
+        out['true_law_above'] = law_variants(D, student, fmt, eval_ps, a)
+        if a.dump:
+            np.savez(a.dump, d=s_S, d_teacher=s_T, ids=ids, **{k: np.array([r.get(k, np.nan) for r in res.reports], dtype=float)
+                     for k in ('law_ok', 'g_fit', 'g_law_ok', 'position_rmse', 'physics_score', 'present', 'area', 'bounces')},
+                     scenario=np.array([r.get('scenario') for r in res.reports]))
+        if a.rerender:  # does the re-rendered teacher keep the law?
+            rt = evaluate_clips([Clip(f, fmt['fps'], p) for f, p in zip(batch_to_frames(y_Te), eval_ps)])
+            out['teacher_law_ok_share'] = float(np.mean([r.get('law_ok', 0.0) for r in rt.reports]))
         out.update(law_ok_share=float(ok.mean()), kendall_tau_law_ok=tau, prompts_with_both=n)
     out['seconds'] = round(time.time() - t0)
     return out
@@ -126,6 +183,11 @@ def main(argv=None):
     ap.add_argument('--domains', nargs='+', default=['general', 'physics'])
     ap.add_argument('--blur', type=float, default=0.0, help="Gaussian blur (px) of every clip D sees (0: none)")
     ap.add_argument('--view', default='full', choices=['full', 'even', 'late'], help="which frames D sees")
+    ap.add_argument('--rerender', type=float, default=0.0,
+                    help="re-render the teacher's clips through the student's x0 prediction at this sigma (0: off)")
+    ap.add_argument('--rerender-mode', default='step', choices=['step', 'rollout'],
+                    help="step: one teacher-forced x0 prediction; rollout: the student's AR rollout from the noised clip")
+    ap.add_argument('--dump', default=None, help="physics: save per-rollout D scores and metrics (.npz)")
     ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--out', default=None, help="write the results as JSON")
