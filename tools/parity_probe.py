@@ -21,6 +21,14 @@ how much of D's win is fine appearance (edges, halos) rather than layout, size a
 second frame only (one frame of each latent frame pair: no two-frame staircase), `--view late` drops the first 6
 frames (the first chunk); each asks whether D's win is there.
 
+`--rerender S` shows D the teacher's clips re-drawn by the student from noise level S (`--rerender-mode rollout`: its
+own rollout steps from there, as the main job's `teacher_rerender`; `step`: one teacher-forced x0 prediction), so
+that both sides carry the student's appearance. On physics it then also reports whether D knows the law: each eval
+prompt rendered under the true law and every wrong one, the share where D scores the true law higher
+(`true_law_above`), and whether the re-drawn teacher clips still obey it (`teacher_law_ok_share`). `--train-pool K`
+draws each pair's rollout from K per train prompt (the job sees fresh ones); `--dump F.npz` keeps the per-rollout
+scores and metrics.
+
 Teacher clips are `PhysicsTeacher`'s (teacher seed 0) conformed to the student's format, as the main job's; rollouts
 use the student's preset steps.
 """
@@ -96,7 +104,8 @@ def view(videos: torch.Tensor, kind: str, sigma: float) -> torch.Tensor:
 
 
 def train_d(student, fmt: dict, y_T: torch.Tensor, y_S: torch.Tensor, prompts, a) -> torch.nn.Module:
-    "A fresh D trained by (E4) as `Trainer._d_update` does: `a.iterations` batches of pairs, `a.d_steps` steps each."
+    """A fresh D trained by (E4) as `Trainer._d_update` does: `a.iterations` batches of pairs, `a.d_steps` steps each;
+    `y_S` `[N, K, 3, F, H, W]`: K rollouts per prompt, one drawn per pair."""
     from afd_nb.discriminator import PhysicsDiscriminator, bt_loss
     from afd_nb.train import disc_parameters
     torch.manual_seed(a.seed)
@@ -106,7 +115,8 @@ def train_d(student, fmt: dict, y_T: torch.Tensor, y_S: torch.Tensor, prompts, a
     g = torch.Generator().manual_seed(a.seed)
     for it in range(a.iterations):
         idx = torch.randperm(len(prompts), generator=g)[:a.batch]
-        both, ps = view(torch.cat([y_T[idx], y_S[idx]]), a.view, a.blur), [prompts[i] for i in idx.tolist()] * 2
+        k = torch.randint(y_S.shape[1], (len(idx),), generator=g)   # a fresh rollout of each prompt, as the job's
+        both, ps = view(torch.cat([y_T[idx], y_S[idx, k]]), a.view, a.blur), [prompts[i] for i in idx.tolist()] * 2
         for _ in range(a.d_steps):
             loss = bt_loss(*D(both, ps).float().chunk(2))
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
@@ -137,7 +147,8 @@ def run_domain(student, fmt, domain: str, reps: int, a) -> dict:
     eval_ps = load_prompts(domain, 'eval')[:a.n_eval]
     tc = lambda ps: (rerender(student, teacher_clips(ps, fmt), ps, a.rerender, a.seed, mode=a.rerender_mode) if a.rerender
                      else teacher_clips(ps, fmt))
-    D = train_d(student, fmt, tc(train_ps), rollouts(student, train_ps, a.seed), train_ps, a)
+    pool = torch.stack([rollouts(student, train_ps, a.seed + 1000 * k) for k in range(a.train_pool)], 1)  # [N, K, ...]
+    D = train_d(student, fmt, tc(train_ps), pool, train_ps, a)
     held = [p for _ in range(reps) for p in eval_ps]
     ids = np.array([i for _ in range(reps) for i in range(len(eval_ps))])
     y_S = torch.cat([rollouts(student, eval_ps, a.seed + 10_000 * (r + 1)) for r in range(reps)])
@@ -151,7 +162,12 @@ def run_domain(student, fmt, domain: str, reps: int, a) -> dict:
         tau, n = within_prompt_tau(s_S, ok, ids)
         ps_ = np.array([r.get('physics_score', 0.0) for r in res.reports], dtype=float)
         win = s_T[ids] > s_S
+        rmse = np.array([r.get('position_rmse', np.nan) for r in res.reports], dtype=float)
+        fit = np.isfinite(rmse)
+        gok = np.array([r.get('g_law_ok', np.nan) for r in res.reports], dtype=float)
         out.update(kendall_tau_physics_score=within_prompt_tau(s_S, ps_, ids)[0],
+                   kendall_tau_g_law_ok=within_prompt_tau(s_S[np.isfinite(gok)], gok[np.isfinite(gok)], ids[np.isfinite(gok)])[0],
+                   kendall_tau_neg_rmse=within_prompt_tau(s_S[fit], -rmse[fit], ids[fit])[0],
                    accuracy_vs_law_ok=float(win[ok > 0].mean()) if (ok > 0).any() else float('nan'),
                    accuracy_vs_wrong=float(win[ok == 0].mean()) if (ok == 0).any() else float('nan'))
         out['true_law_above'] = law_variants(D, student, fmt, eval_ps, a)
@@ -178,6 +194,7 @@ def main(argv=None):
     ap.add_argument('--d-width', type=int, default=32)
     ap.add_argument('--n-train', type=int, default=64, help="train prompts per domain (the job's n_teacher_prompts)")
     ap.add_argument('--n-eval', type=int, default=32)
+    ap.add_argument('--train-pool', type=int, default=1, help="rollouts per train prompt D draws from (the job: fresh ones)")
     ap.add_argument('--reps', type=int, default=2, help="general: rollouts per held-out prompt")
     ap.add_argument('--pool', type=int, default=8, help="physics: rollouts per held-out prompt")
     ap.add_argument('--domains', nargs='+', default=['general', 'physics'])
