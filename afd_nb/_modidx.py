@@ -356,6 +356,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'afd_nb.student.get_preset': ('student.html#get_preset', 'afd_nb/student.py'),
                                 'afd_nb.student.load_student': ('student.html#load_student', 'afd_nb/student.py'),
                                 'afd_nb.student.save_student': ('student.html#save_student', 'afd_nb/student.py'),
+                                'afd_nb.student.sdedit_sigmas': ('student.html#sdedit_sigmas', 'afd_nb/student.py'),
                                 'afd_nb.student.tiny_layout': ('student.html#tiny_layout', 'afd_nb/student.py')},
             'afd_nb.teachers': { 'afd_nb.teachers.CachedTeacher': ('teachers.html#cachedteacher', 'afd_nb/teachers.py'),
                                  'afd_nb.teachers.CachedTeacher.__init__': ('teachers.html#cachedteacher.__init__', 'afd_nb/teachers.py'),

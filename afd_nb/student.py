@@ -26,8 +26,8 @@ from .attention import (CachePlan, KVCache, _blocks, block_causal_mask, history_
 
 # %% auto #0
 __all__ = ['PREDICTIONS', 'TINY_TRANSFORMER', 'WAN_1_3B_TRANSFORMER', 'SIZES', 'PRESETS', 'STUDENT_CONFIG', 'STUDENT_WEIGHTS',
-           'block_forward', 'edm_scalings', 'RolloutStep', 'CausalWan', 'StudentPreset', 'get_preset', 'tiny_layout',
-           'Student', 'load_student', 'save_student']
+           'block_forward', 'edm_scalings', 'RolloutStep', 'CausalWan', 'sdedit_sigmas', 'StudentPreset', 'get_preset',
+           'tiny_layout', 'Student', 'load_student', 'save_student']
 
 # %% ../nbs/20_student.ipynb #9ae8ab02
 def block_forward(block: nn.Module, h: torch.Tensor, text: torch.Tensor, mod: torch.Tensor, rope,
@@ -261,6 +261,11 @@ def _rollout(self: CausalWan, text_emb: torch.Tensor, num_frames: int | None = N
     return out
 
 CausalWan.rollout = _rollout
+
+def sdedit_sigmas(sigmas: Sequence[float], start: float) -> list[float]:
+    "The steps of an SDEdit re-draw from noise level `start`: `start`, then the sampler's `sigmas` below it."
+    if not 0 < start <= 1: raise ValueError(f"an SDEdit start level must be in (0, 1], got {start!r}")
+    return [float(start)] + [float(s) for s in sigmas if s < start - 1e-6]
 
 # %% ../nbs/20_student.ipynb #93bec7be
 TINY_TRANSFORMER = dict(patch_size=(1, 2, 2), num_attention_heads=4, attention_head_dim=48, in_channels=96,

@@ -29,6 +29,7 @@ from .run_state import (plot_curves, save_curves, timed, progress_line, capture_
                         publish_checkpoint, atomic_write_text, append_jsonl, write_jsonl, read_jsonl)
 from .snapshots import SNAPSHOT_DIR, save_snapshot
 from .adapters import LORA_TARGET_SETS
+from .student import sdedit_sigmas
 
 # %% auto #0
 __all__ = ['METHODS', 'T_DISTS', 'LOSS_SPACES', 'REWARDS', 'RESUMABLE', 'TrainConfig', 'pixel_format', 'conform_videos',
@@ -66,7 +67,7 @@ class TrainConfig:
     d_steps: int = 2                   # M_D discriminator steps per iteration (E4); 0 (check rewards only): D not trained
     d_width: int = 32                  # PhysicsDiscriminator width
     d_weight_decay: float = 1e-4
-    teacher_rerender: float = 0.0      # AFD: D sees the teacher's clips re-drawn by the reference student from this σ (SDEdit); 0: as they are
+    teacher_rerender: float = 0.0      # AFD with a trained D: D sees the teacher's clips re-drawn by the reference student from this σ (SDEdit); 0: as they are
     beta: float = 0.1                  # β of (E8)-(E9)
     prior_weight: float = 1e-4         # λ of (E11)
     sft_prior: bool = True             # SFT also gets λ L_prior (E10), for a fair comparison
@@ -303,18 +304,21 @@ def _anchor_rollouts(self: Trainer) -> tuple[torch.Tensor, torch.Tensor, torch.T
 
 @torch.no_grad()
 def _rerender_teacher(self: Trainer, y_T: torch.Tensor, emb: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """The teacher's clips `y_T` `[B, 3, F, H, W]` re-drawn by the reference student (adapters off) from `teacher_rerender`:
-    each chunk noised to that σ (E1) and finished by the student's own rollout steps from there (SDEdit, own history).
-    The teacher's layout and motion stay (the world's law_ok of the re-drawn clips is 1.0 at σ 0.625), the appearance
-    becomes the student's, so D can only win on what the student does differently: EXPERIMENTS.md, "Appearance-matched
-    teacher clips". Noise from (seed, iteration, process): the same on resume."""
-    s = self.cfg.teacher_rerender
-    sig = [x for x in self.student.model.sigmas if x <= s + 1e-6] or [s]
-    g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + 7919 * self.step + self.acc.process_index)
+    """The teacher's clips `y_T` `[B, 3, F, H, W]` (the student's format) re-drawn by the reference student (adapters
+    off) from σ = `teacher_rerender`: each chunk noised to σ (E1), then the student's own rollout steps from there
+    (`sdedit_sigmas`; own history, `rollout_batch` prompts a call). The teacher's layout and motion stay (every
+    re-drawn physics clip still obeys the world's law at σ 0.625), the appearance becomes the reference student's:
+    EXPERIMENTS.md, "Appearance-matched teacher clips". Noise from (seed, iteration, process): the same on resume."""
+    c = self.cfg
+    sig = sdedit_sigmas(self.student.model.sigmas, c.teacher_rerender)
+    g = torch.Generator().manual_seed(0x5DED17 + c.seed * 1_000_003 + 7919 * self.step + self.acc.process_index)
+    n, out = c.rollout_batch or y_T.shape[0], []
     with self.student.view('ref'):
-        lat = self.student.codec.encode(y_T.to(self.device)).float()
-        x0 = self.student.model.rollout(emb, generator=g, text_mask=mask, init=lat, sigmas=sig).float()
-    return self.student.codec.decode(x0).float().clamp(-1, 1)
+        for i in range(0, y_T.shape[0], n):
+            lat = self.student.codec.encode(y_T[i:i + n].to(self.device)).float()
+            x0 = self.student.model.rollout(emb[i:i + n], generator=g, text_mask=mask[i:i + n], init=lat, sigmas=sig)
+            out.append(self.student.codec.decode(x0.float()).float().clamp(-1, 1))
+    return torch.cat(out)
 
 def _d_update(self: Trainer, y_T: torch.Tensor, y_S: torch.Tensor, prompts: Sequence[str]) -> dict:
     "`M_D` AdamW steps on (E4) over the prompt-paired batch; metrics of the last step (before its update)."
@@ -392,11 +396,11 @@ def _iteration(self: Trainer) -> dict:
             x0, y_S = self.rollout(emb, mask)
             anchors = self._anchor_rollouts() if c.anchor_prompts else None
         y_native = y_S   # the check rewards score the rollout as the student made it
+        if c.teacher_rerender and c.d_steps:   # D sees the teacher's clips re-drawn by the reference student
+            with timer('time_rerender'): y_T = self.rerender_teacher(y_T, emb, mask)
         if self.d_data is not self.data:   # a discriminator with its own pixel format (e.g. VideoAlign)
-            y_T, y_S = self.d_data.videos(idx).to(self.device), conform_videos(y_S, self.fmt['fps'], self.d_fmt)
-        if c.teacher_rerender:
-            with timer('time_rerender'):
-                y_T = conform_videos(self.rerender_teacher(self.data.videos(idx), emb, mask), self.fmt['fps'], self.d_fmt)
+            y_S = conform_videos(y_S, self.fmt['fps'], self.d_fmt)
+            y_T = conform_videos(y_T, self.fmt['fps'], self.d_fmt) if c.teacher_rerender else self.d_data.videos(idx).to(self.device)
         with timer('time_d'): row = self.d_update(y_T, y_S, prompts) if c.d_steps else {}
         with timer('time_reward'): r, stats, scores = self.weights(y_S, prompts, idx, y_native)
         self._snapshot(prompts, idx, y_native, scores, r)

@@ -315,16 +315,24 @@ def test_one_frame_layout_round_trip(tmp_path):
 
 
 def test_rollout_from_init_starts_each_chunk_at_its_noised_clip(cw, data):
-    "SDEdit (`init`): one step from σ is x̂0 = x_σ - σ v with x_σ = (1-σ) init + σ ε, history = the earlier chunks' x̂0."
+    "SDEdit (`init`): one step from σ is x̂0 = x_σ - σ v, x_σ = (1-σ) init + σ ε per chunk, history = the earlier chunks' x̂0."
     init = torch.randn(B, 96, 4, *HW, generator=torch.Generator().manual_seed(3))
+    run = lambda sig, **kw: cw.rollout(data['text'], 4, torch.Generator().manual_seed(0), text_mask=data['mask'],
+                                       block_size=2, init=init, sigmas=sig, **kw)
     with torch.no_grad():
-        near = cw.rollout(data['text'], 4, torch.Generator().manual_seed(0), text_mask=data['mask'], block_size=2,
-                          init=init, sigmas=[1e-4])
-        out = cw.rollout(data['text'], 4, torch.Generator().manual_seed(0), text_mask=data['mask'], block_size=2,
-                         init=init, sigmas=[0.5])
-        eps = torch.randn(B, 96, 2, *HW, generator=torch.Generator().manual_seed(0))
-        x = 0.5 * init[:, :, :2] + 0.5 * eps
-        first = x - 0.5 * cw.velocity(x, 0.5, None, data['text'], data['mask'], block_size=2).float()
+        near, out, nocache = run([1e-4]), run([0.5]), run([0.5], use_cache=False)
+        g = torch.Generator().manual_seed(0)   # the rollout's draws: chunk 0's ε, then chunk 1's (one step: no re-noise)
+        eps = torch.cat([torch.randn(B, 96, 2, *HW, generator=g) for _ in range(2)], 2)
+        x = 0.5 * init + 0.5 * eps
+        ref = x - 0.5 * cw.velocity(x, 0.5, out, data['text'], data['mask'], block_size=2).float()  # teacher-forced on out
     assert (near - init).abs().max() < 1e-2            # at σ → 0 the clip comes back
-    assert rel(out[:, :, :2], first) < 1e-5            # the first chunk is exactly one (E2) step from the noised clip
+    assert rel(out, ref) < 1e-4 and rel(nocache, out) < 1e-5
     assert rel(out, init) > 0.1                         # from σ 0.5 the student redraws it
+
+
+def test_sdedit_sigmas_start_at_the_level_asked():
+    from afd_nb.student import sdedit_sigmas
+    s = (1.0, 0.9375, 0.8333333, 0.625)
+    assert sdedit_sigmas(s, 0.625) == [0.625] and sdedit_sigmas(s, 0.9) == [0.9, 0.8333333, 0.625]
+    assert sdedit_sigmas(s, 0.5) == [0.5]
+    with pytest.raises(ValueError, match='SDEdit'): sdedit_sigmas(s, 0.0)

@@ -58,18 +58,20 @@ def teacher_clips(prompts, fmt: dict) -> torch.Tensor:
 
 @torch.no_grad()
 def rerender(student, clips: torch.Tensor, prompts, sigma: float, seed: int = 0, batch: int = 16, mode: str = 'step') -> torch.Tensor:
-    """Teacher clips `[N, 3, F, H, W]` through the student's last denoising step: noised to `sigma` (E1) and mapped to
-    the student's teacher-forced x0 prediction (E2), so they carry the student's appearance and the teacher's motion."""
+    """Teacher clips `[N, 3, F, H, W]` re-drawn by the student from noise level `sigma`, so that they carry the student's
+    appearance and the teacher's motion. 'rollout': the student's own rollout steps from the noised chunks (the job's
+    `teacher_rerender`); 'step': one teacher-forced x0 prediction (E2) of the whole clip noised to `sigma` (E1)."""
     from afd_nb.flow import add_noise, x0_from_velocity
+    from afd_nb.student import sdedit_sigmas
     g, out = torch.Generator().manual_seed(seed), []
     for k in range(0, len(clips), batch):
         ps = list(prompts[k:k + batch])
         lat = student.codec.encode(clips[k:k + batch].to(student.device)).float()
         if mode == 'rollout':  # the student's own AR rollout from the clip's chunks at `sigma` (SDEdit), own history
-            sig = [s for s in student.model.sigmas if s <= sigma + 1e-6]
-            out.append(student.codec.decode(student.rollout(ps, seed + k, init=lat, sigmas=sig)).clamp(-1, 1))
+            sig = sdedit_sigmas(student.model.sigmas, sigma)   # noise apart from the rollouts' (seed + k)
+            out.append(student.codec.decode(student.rollout(ps, seed + 500_000 + k, init=lat, sigmas=sig)).clamp(-1, 1))
             continue
-        x_t = add_noise(lat, torch.randn(lat.shape, generator=g), sigma)
+        x_t = add_noise(lat, torch.randn(lat.shape, generator=g).to(lat.device), sigma)
         emb, mask = student.encode_prompts(ps)
         t = torch.full((len(ps),), sigma)
         v = student.model.velocity(x_t, t, clean=lat, text_emb=emb, text_mask=mask).float()
@@ -115,7 +117,7 @@ def train_d(student, fmt: dict, y_T: torch.Tensor, y_S: torch.Tensor, prompts, a
     g = torch.Generator().manual_seed(a.seed)
     for it in range(a.iterations):
         idx = torch.randperm(len(prompts), generator=g)[:a.batch]
-        k = torch.randint(y_S.shape[1], (len(idx),), generator=g)   # a fresh rollout of each prompt, as the job's
+        k = torch.randint(y_S.shape[1], (len(idx),), generator=g) if y_S.shape[1] > 1 else torch.zeros(len(idx), dtype=torch.long)
         both, ps = view(torch.cat([y_T[idx], y_S[idx, k]]), a.view, a.blur), [prompts[i] for i in idx.tolist()] * 2
         for _ in range(a.d_steps):
             loss = bt_loss(*D(both, ps).float().chunk(2))
@@ -201,7 +203,7 @@ def main(argv=None):
     ap.add_argument('--blur', type=float, default=0.0, help="Gaussian blur (px) of every clip D sees (0: none)")
     ap.add_argument('--view', default='full', choices=['full', 'even', 'late'], help="which frames D sees")
     ap.add_argument('--rerender', type=float, default=0.0,
-                    help="re-render the teacher's clips through the student's x0 prediction at this sigma (0: off)")
+                    help="re-draw the teacher's clips with the student from this noise level (0: off); see --rerender-mode")
     ap.add_argument('--rerender-mode', default='step', choices=['step', 'rollout'],
                     help="step: one teacher-forced x0 prediction; rollout: the student's AR rollout from the noised clip")
     ap.add_argument('--dump', default=None, help="physics: save per-rollout D scores and metrics (.npz)")
