@@ -128,7 +128,9 @@ class CachePlan:
         if self.start != self.cache.length:
             raise RuntimeError(f"cache holds {self.cache.length} tokens but the chunk starts at {self.start}")
         ck, cv = self.cache.k[layer], self.cache.v[layer]
-        ck[:, :, self.start:end] = k; cv[:, :, self.start:end] = v
+        ck[:, :, self.start:end] = k.detach(); cv[:, :, self.start:end] = v.detach()
+        if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad):   # a graph must not hold views of the buffer
+            return F.scaled_dot_product_attention(q, torch.cat([ck[:, :, :self.start], k], 2), torch.cat([cv[:, :, :self.start], v], 2))
         return F.scaled_dot_product_attention(q, ck[:, :, :end], cv[:, :, :end])
 
 # %% ../nbs/19_attention.ipynb #709a3449

@@ -216,17 +216,24 @@ CausalWan.velocity = _velocity
 CausalWan.forward = _velocity
 
 # %% ../nbs/20_student.ipynb #1cdf782e
-@torch.no_grad()
 def _rollout(self: CausalWan, text_emb: torch.Tensor, num_frames: int | None = None,
              generator: torch.Generator | None = None, *, text_mask: torch.Tensor | None = None,
              sigmas: Sequence[float] | None = None, block_size: int | None = None,
              latent_hw: tuple[int, int] | None = None, use_cache: bool = True,
              callback: Callable[[RolloutStep], None] | None = None, eta: float | None = None,
-             init: torch.Tensor | None = None) -> torch.Tensor:
+             init: torch.Tensor | None = None, exit_steps: Sequence[int] | None = None) -> torch.Tensor:
     """Few-step AR sample (METHOD 'Student rollout'): prompt embeddings `[B, Lt, text_dim]` -> latents `[B, C, F, H, W]`
     (float32). `eta` (default `self.eta`, 1: fresh noise at each re-noise) as in `few_step_sample`.
     `init` (latents `[B, C, F, H, W]`): each chunk starts from its chunk of `init` noised to `sigmas[0]` by (E1) instead
-    of pure noise (SDEdit), so a clip is re-drawn by the student from that level on."""
+    of pure noise (SDEdit), so a clip is re-drawn by the student from that level on.
+    `exit_steps` (one step index per chunk): Self-Forcing's training rollout. Chunk k stops at step `exit_steps[k]`
+    and its x̂0 there is the chunk, computed with gradient (to whatever requires it); every other step and the
+    cache pass run without. Without it (the sampler) nothing keeps a gradient."""
+    with torch.set_grad_enabled(exit_steps is not None): return _rollout_body(self, text_emb, num_frames, generator, text_mask, sigmas,
+                                                             block_size, latent_hw, use_cache, callback, eta, init, exit_steps)
+
+def _rollout_body(self, text_emb, num_frames, generator, text_mask, sigmas, block_size, latent_hw, use_cache, callback,
+                  eta, init, exit_steps) -> torch.Tensor:
     m, dev = self.transformer, self.device
     Fn, b = num_frames or self.num_frames, block_size or self.block_size
     sig = [float(s) for s in (self.sigmas if sigmas is None else sigmas)]
@@ -234,17 +241,23 @@ def _rollout(self: CausalWan, text_emb: torch.Tensor, num_frames: int | None = N
     B, C = text_emb.shape[0], m.config.out_channels
     _, ph, pw = m.config.patch_size
     n = (H // ph) * (W // pw)
-    text, text_kv = self.embed_text(text_emb, text_mask), {}
+    text, text_kvs = self.embed_text(text_emb, text_mask), {False: {}, True: {}}
     cache = KVCache(len(m.blocks), B, m.config.num_attention_heads, Fn * n, m.config.attention_head_dim,
                     dev, self.dtype) if use_cache else None
-    out = torch.zeros(B, C, Fn, H, W, device=dev)
-    for k, (f0, f1) in enumerate(_blocks(Fn, b)):
-        f, last = f1 - f0, {}
-        plan = CachePlan(cache, f0 * n) if use_cache else segment_plan(history_layout(k, Fn, b), n)
+    out, chunks = torch.zeros(B, C, Fn, H, W, device=dev), _blocks(Fn, b)
+    if exit_steps is not None and (len(exit_steps) != len(chunks) or not all(0 <= int(s) < len(sig) for s in exit_steps)):
+        raise ValueError(f"exit_steps needs one step in [0, {len(sig)}) per chunk ({len(chunks)} chunks), got {list(exit_steps)}")
+    for k, (f0, f1) in enumerate(chunks):
+        f, last = f1 - f0, {'j': -1}
+        stop = len(sig) if exit_steps is None else int(exit_steps[k]) + 1
         def vfn(x, t):
-            ts = t[:, None].expand(B, f)
+            last['j'] += 1
+            with torch.set_grad_enabled(exit_steps is not None and last['j'] == stop - 1): return _chunk_v(x, t)
+        plan = CachePlan(cache, f0 * n) if use_cache else segment_plan(history_layout(k, Fn, b), n)
+        def _chunk_v(x, t):
+            ts, text_kv = t[:, None].expand(B, f), text_kvs[torch.is_grad_enabled()]   # the exit step: the prompt's k/v with gradient
             if use_cache: v = self._run(x, 1000 * ts, tuple(range(f0, f1)), text, plan, text_kv)
-            else: v = self._run(torch.cat([out[:, :, :f0], x], 2), 1000 * torch.cat([ts.new_zeros(B, f0), ts], 1),
+            else: v = self._run(torch.cat([out[:, :, :f0].detach(), x], 2), 1000 * torch.cat([ts.new_zeros(B, f0), ts], 1),
                                 tuple(range(f1)), text, plan, text_kv, out_from=f0)
             last['v'] = v.float(); return last['v']
         def cb(j, x_t, x0_hat):
@@ -254,9 +267,10 @@ def _rollout(self: CausalWan, text_emb: torch.Tensor, num_frames: int | None = N
         gdev = generator.device if generator is not None else dev
         noise = torch.randn((B, C, f, H, W), generator=generator, device=gdev).to(dev)
         if init is not None: noise = add_noise(init[:, :, f0:f1].to(dev, noise.dtype), noise, sig[0])
-        out[:, :, f0:f1] = few_step_sample(vfn, noise, sig, generator, cb, self.eta if eta is None else eta)
+        out[:, :, f0:f1] = few_step_sample(vfn, noise, sig[:stop], generator, cb, self.eta if eta is None else eta)
         if use_cache and f1 < Fn:  # clean re-run at t = 0: the chunk's k/v become history
-            self._run(out[:, :, f0:f1], torch.zeros(B, f, device=dev), tuple(range(f0, f1)), text, plan, text_kv, out_from=f)
+            with torch.no_grad():   # the history is the detached chunk, as in Self-Forcing
+                self._run(out[:, :, f0:f1], torch.zeros(B, f, device=dev), tuple(range(f0, f1)), text, plan, text_kvs[False], out_from=f)
             cache.length = f1 * n
     return out
 

@@ -30,13 +30,14 @@ from .run_state import (plot_curves, save_curves, timed, progress_line, capture_
 from .snapshots import SNAPSHOT_DIR, save_snapshot
 from .adapters import LORA_TARGET_SETS
 from .student import sdedit_sigmas
+from .baselines import BASELINE_ITERATIONS, FakeScore
 
 # %% auto #0
 __all__ = ['METHODS', 'T_DISTS', 'LOSS_SPACES', 'REWARDS', 'RESUMABLE', 'TrainConfig', 'pixel_format', 'conform_videos',
            'teacher_prompts', 'TeacherClips', 'disc_parameters', 'disc_state', 'load_disc_state', 'Trainer']
 
 # %% ../nbs/33_train.ipynb #8bc2e430
-METHODS = ('afd', 'sft')
+METHODS = ('afd', 'sft', 'gan', 'dmd')   # AFD and the paper's baselines (METHOD.md; gan, dmd: afd_nb.baselines)
 T_DISTS = ('logit_normal', 'uniform', 'sigmas', 'sigmas_each')   # 'sigmas*': the preset's few-step noise levels
 LOSS_SPACES = ('velocity', 'x0')
 REWARDS = ('discriminator', 'world', 'world_law', 'darkness', 'random')   # all but 'discriminator': check rewards
@@ -47,7 +48,7 @@ RESUMABLE = ('iterations', 'eval_every', 'eval_prompts', 'eval_seed', 'ckpt_ever
 @dataclass
 class TrainConfig:
     "Every setting of an AFD / SFT run; equation numbers refer to METHOD.md."
-    method: str = 'afd'                # 'afd' (Algorithm 1) or 'sft' (off-policy flow matching on teacher clips)
+    method: str = 'afd'                # 'afd' (Algorithm 1) | 'sft' (off-policy flow matching on teacher clips) | 'gan' | 'dmd' (score-free)
     iterations: int = 150
     batch_size: int = 8                # rollouts (AFD) or teacher clips (SFT) per iteration, per process: the (E6)-(E7) batch
     group_size: int = 1                # rollouts per prompt in a batch (the prompt baselines need >= 2)
@@ -67,6 +68,7 @@ class TrainConfig:
     d_steps: int = 2                   # M_D discriminator steps per iteration (E4); 0 (check rewards only): D not trained
     d_width: int = 32                  # PhysicsDiscriminator width
     d_weight_decay: float = 1e-4
+    critic_cls_weight: float = 1.0     # 'dmd': weight of the classifier loss beside the fake score's flow matching
     teacher_rerender: float = 0.0      # AFD with a trained D: D sees the teacher's clips re-drawn by the reference student from this σ (SDEdit); 0: as they are
     beta: float = 0.1                  # β of (E8)-(E9)
     prior_weight: float = 1e-4         # λ of (E11)
@@ -112,14 +114,15 @@ class TrainConfig:
             if not isinstance(getattr(c, k), int) or getattr(c, k) < 1: p.append(f"{k}={getattr(c, k)!r}: must be an integer >= 1")
         for k in ('lr', 'd_lr', 'beta', 'adv_clip'):
             if not getattr(c, k) > 0: p.append(f"{k}={getattr(c, k)!r}: must be > 0")
-        for k in ('weight_decay', 'd_weight_decay', 'grad_clip', 'prior_weight', 'old_decay_rate', 'anchor_weight'):
+        for k in ('weight_decay', 'd_weight_decay', 'grad_clip', 'prior_weight', 'old_decay_rate', 'anchor_weight', 'critic_cls_weight'):
             if not getattr(c, k) >= 0: p.append(f"{k}={getattr(c, k)!r}: must be >= 0")
         if not 0 <= c.teacher_rerender < 1: p.append(f"teacher_rerender={c.teacher_rerender!r}: must be in [0, 1) (a noise level; 0: off)")
         if not 0 <= c.old_decay_max <= 1: p.append(f"old_decay_max={c.old_decay_max!r}: must be in [0, 1]")
         if c.old_decay is not None and not 0 <= c.old_decay <= 1: p.append(f"old_decay={c.old_decay!r}: must be None (schedule) or in [0, 1]")
-        if c.d_steps == 0 and c.method == 'afd' and c.reward == 'discriminator':
-            p.append("d_steps=0 leaves the discriminator untrained: use d_steps >= 1 with reward='discriminator'")
-        grouped = c.method != 'sft'   # SFT has no rollouts: group_size and baseline do not apply to it
+        if c.d_steps == 0 and ((c.method == 'afd' and c.reward == 'discriminator') or c.method in ('gan', 'dmd')):
+            p.append(f"d_steps=0 leaves the discriminator untrained: use d_steps >= 1 with method={c.method!r}" +
+                     (" and reward='discriminator'" if c.method == 'afd' else ""))
+        grouped = c.method == 'afd'   # only AFD weighs rollouts against a baseline: group_size and baseline are its
         if grouped and isinstance(c.batch_size, int) and isinstance(c.group_size, int) and c.group_size >= 1 and c.batch_size % c.group_size:
             p.append(f"batch_size={c.batch_size} must be a multiple of group_size={c.group_size}")
         if grouped and c.baseline.startswith('prompt') and isinstance(c.group_size, int) and c.group_size < 2:
@@ -218,7 +221,7 @@ def load_disc_state(D: torch.nn.Module, sd: dict, source: str = 'checkpoint') ->
         raise ValueError(f"{source} does not fit the discriminator: {res}")
 
 class Trainer:
-    "AFD (Algorithm 1) or SFT on `student` with clips of `teacher`; `fit()` trains, logs, evaluates and checkpoints."
+    "AFD (Algorithm 1), or a baseline (SFT, GAN, DMD), on `student` with clips of `teacher`; `fit()` trains, logs, evaluates and checkpoints."
     def __init__(self, student, teacher: Teacher, config: TrainConfig | None = None, out_dir: str | Path | None = None, *,
                  accelerator: Accelerator | None = None, teacher_cache: str | Path | None = None,
                  prompts: Sequence[str] | None = None, discriminator=None, progress: bool = True,
@@ -243,7 +246,9 @@ class Trainer:
         student.add_adapters(cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets)
         if cfg.grad_checkpointing: student.transformer.enable_gradient_checkpointing()
         student.text.requires_grad_(False)
-        D = discriminator if discriminator is not None else \
+        if cfg.method == 'dmd' and not isinstance(discriminator, (FakeScore, type(None))):
+            raise ValueError("method 'dmd' trains its own critic (a FakeScore copy of the student): pass no discriminator")
+        D = discriminator if discriminator is not None else FakeScore(student.model) if cfg.method == 'dmd' else \
             PhysicsDiscriminator(student.text, student.text.dim, cfg.d_width, dict(self.fmt))
         D = D.to(student.device)
         self.d_fmt = dict(D.pixel_format or self.fmt)
@@ -274,7 +279,7 @@ class Trainer:
 # %% ../nbs/33_train.ipynb #48eb2176
 def _draw_batch(self: Trainer) -> list[int]:
     """Prompt indices `[B]`: `B / group_size` distinct prompts of the teacher set, each `group_size` times (AFD);
-    SFT has no rollouts to group and draws `B` distinct teacher clips."""
+    the other methods weigh no rollouts against a baseline and draw `B` distinct prompts (and teacher clips)."""
     c, N = self.cfg, len(self.data)
     g = c.group_size if c.method == 'afd' else 1
     k = c.batch_size // g
@@ -384,7 +389,7 @@ Trainer._optimizer_step, Trainer.student_step, Trainer._student_updates = optimi
 
 # %% ../nbs/33_train.ipynb #2beb7a21
 def _iteration(self: Trainer) -> dict:
-    "One iteration of Algorithm 1 (method 'afd') or of SFT; returns its metrics row, with the seconds of each part."
+    "One iteration of Algorithm 1 (method 'afd'), SFT, GAN or score-free DMD; returns its metrics row, with the seconds of each part."
     t0, c, tm = time.time(), self.cfg, {}
     timer = lambda k: timed(tm, k, sync=self.device.type == 'cuda')
     idx = self._draw_batch()
@@ -407,6 +412,12 @@ def _iteration(self: Trainer) -> dict:
         with timer('time_student'): row.update(stats, **self._student_updates(x0, emb, mask, r, idx if c.shared_noise else None, anchors))
         row['old_decay'] = d = old_decay(self)
         if d < 1: self.student.ema_update(d)   # once per batch of rollouts, after all its steps
+    elif c.method in BASELINE_ITERATIONS:   # afd_nb.baselines: the same teacher clips, re-drawn as AFD's D sees them
+        if c.teacher_rerender:
+            with timer('time_rerender'): y_T = self.rerender_teacher(y_T, emb, mask)
+        if c.method == 'gan' and self.d_data is not self.data:
+            y_T = conform_videos(y_T, self.fmt['fps'], self.d_fmt) if c.teacher_rerender else self.d_data.videos(idx).to(self.device)
+        row = BASELINE_ITERATIONS[c.method](self, emb, mask, prompts, y_T, timer)
     else:
         with timer('time_student'):
             x0 = self.student.codec.encode(y_T).float()   # teacher clip -> the student's latents

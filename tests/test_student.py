@@ -336,3 +336,27 @@ def test_sdedit_sigmas_start_at_the_level_asked():
     assert sdedit_sigmas(s, 0.625) == [0.625] and sdedit_sigmas(s, 0.9) == [0.9, 0.8333333, 0.625]
     assert sdedit_sigmas(s, 0.5) == [0.5]
     with pytest.raises(ValueError, match='SDEdit'): sdedit_sigmas(s, 0.0)
+
+
+def test_exit_steps_rollout_is_the_sampler_with_a_gradient_through_one_step(cw, data):
+    "Self-Forcing's training rollout: each chunk stops at its exit step; only that step's x̂0 carries a gradient."
+    g = lambda: torch.Generator().manual_seed(0)
+    kw = dict(text_mask=data['mask'], block_size=2)
+    last = len(cw.sigmas) - 1
+    with torch.no_grad(): plain = cw.rollout(data['text'], 4, g(), **kw)
+    full = cw.rollout(data['text'], 4, g(), exit_steps=[last, last], **kw)
+    assert torch.equal(full.detach(), plain) and full.requires_grad and not plain.requires_grad
+    rec = []
+    with torch.no_grad(): cw.rollout(data['text'], 4, g(), callback=rec.append, **kw)
+    early = cw.rollout(data['text'], 4, g(), exit_steps=[1, last], **kw)
+    step1 = next(q for q in rec if q.block == 0 and q.step == 1)
+    assert torch.equal(early[:, :, :2].detach(), step1.x0_hat)          # chunk 0 is x̂0 at its exit step
+    params = [p for p in cw.parameters() if p.requires_grad]
+    got = torch.autograd.grad(early[:, :, :2].sum(), params, allow_unused=True)
+    x_t, s = step1.x_t, cw.sigmas[1]                                     # the exit step alone, by (E2)
+    want = torch.autograd.grad((x_t - s * cw.velocity(x_t, s, None, data['text'], data['mask'], block_size=2).float()).sum(),
+                               params, allow_unused=True)
+    assert all((a is None and b is None) or rel(a, b) < 1e-4 for a, b in zip(got, want))
+    nocache = cw.rollout(data['text'], 4, g(), exit_steps=[1, last], use_cache=False, **kw)
+    assert rel(nocache.detach(), early.detach()) < 1e-5
+    with pytest.raises(ValueError, match='exit_steps'): cw.rollout(data['text'], 4, g(), exit_steps=[0], **kw)
