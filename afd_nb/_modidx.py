@@ -190,6 +190,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'afd_nb.evaluate.paired_delta': ('evaluate.html#paired_delta', 'afd_nb/evaluate.py'),
                                  'afd_nb.evaluate.sample_clips': ('evaluate.html#sample_clips', 'afd_nb/evaluate.py'),
                                  'afd_nb.evaluate.score_clip': ('evaluate.html#score_clip', 'afd_nb/evaluate.py'),
+                                 'afd_nb.evaluate.split_clips': ('evaluate.html#split_clips', 'afd_nb/evaluate.py'),
                                  'afd_nb.evaluate.student_fps': ('evaluate.html#student_fps', 'afd_nb/evaluate.py'),
                                  'afd_nb.evaluate.video_grid': ('evaluate.html#video_grid', 'afd_nb/evaluate.py'),
                                  'afd_nb.evaluate.world_scores': ('evaluate.html#world_scores', 'afd_nb/evaluate.py')},

@@ -20,7 +20,7 @@ from .world import parse_prompt
 
 # %% auto #0
 __all__ = ['FOUND_FRACTION', 'score_clip', 'EvalResult', 'failed_report', 'evaluate_clips', 'world_scores', 'student_fps',
-           'sample_clips', 'evaluate_student', 'video_grid', 'paired_delta']
+           'sample_clips', 'evaluate_student', 'split_clips', 'video_grid', 'paired_delta']
 
 # %% ../nbs/25_evaluate.ipynb #cf158dcf
 FOUND_FRACTION = 0.9  # a clip "draws the scene" when its objects are visible in >= 90% of frames
@@ -105,20 +105,27 @@ def student_fps(student) -> float:
 
 @torch.no_grad()
 def sample_clips(student, prompts: Sequence[str], seed: int = 0, batch_size: int = 16,
-                 progress: bool = True) -> list[Clip]:
-    "Roll out `student` on `prompts` in batches (batch k seeded `seed + k`) -> uint8 `Clip`s."
-    fps, clips = student_fps(student), []
+                 progress: bool = True, num_frames: int | None = None) -> list[Clip]:
+    """Roll out `student` on `prompts` in batches (batch k seeded `seed + k`) -> uint8 `Clip`s; `num_frames` latent
+    frames (default: the student's own length; more is the long-horizon test, the world renders any duration)."""
+    fps, clips, kw = student_fps(student), [], ({} if num_frames is None else {'num_frames': num_frames})
     starts = range(0, len(prompts), batch_size)
     for k, i in enumerate(tqdm(starts, desc='rollouts', disable=not progress)):
         batch = list(prompts[i:i + batch_size])
-        frames = batch_to_frames(student.sample(batch, seed=seed + k).float().cpu())
+        frames = batch_to_frames(student.sample(batch, seed=seed + k, **kw).float().cpu())
         clips += [Clip(f, fps, p) for f, p in zip(frames, batch)]
     return clips
 
 def evaluate_student(student, prompts: Sequence[str], seed: int = 0, batch_size: int = 16,
-                     progress: bool = True) -> EvalResult:
-    "Roll out `student` on `prompts` and score the clips (see `evaluate_clips`)."
-    return evaluate_clips(sample_clips(student, prompts, seed, batch_size, progress), progress=progress)
+                     progress: bool = True, num_frames: int | None = None) -> EvalResult:
+    "Roll out `student` on `prompts` (`num_frames` latent frames, default its own) and score the clips (see `evaluate_clips`)."
+    return evaluate_clips(sample_clips(student, prompts, seed, batch_size, progress, num_frames), progress=progress)
+
+def split_clips(clips: Sequence[Clip], frames: int) -> list[list[Clip]]:
+    "Each clip cut into consecutive blocks of `frames` pixel frames: `blocks[b][i]` is block b of clip i (a short tail is dropped)."
+    n = min(len(c.frames) for c in clips) // frames
+    if n < 1: raise ValueError(f"the clips are shorter than one block of {frames} frames")
+    return [[Clip(c.frames[b * frames:(b + 1) * frames], c.fps, c.prompt, c.meta) for c in clips] for b in range(n)]
 
 # %% ../nbs/25_evaluate.ipynb #5036322b
 def video_grid(result: EvalResult, n: int = 8, n_frames: int = 6, sort: bool = False):

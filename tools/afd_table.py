@@ -1,13 +1,14 @@
 """Run `nbs/train_afd.ipynb` for students x methods x seeds and print the README's results table.
 
-    python tools/afd_table.py --students causal_forcing self_forcing --methods afd sft --seeds 0 1 2
+    python tools/afd_table.py --students causal_forcing self_forcing --methods afd sft gan dmd --seeds 0 1 2
 
 Each run is `papermill nbs/train_afd.ipynb <out>/<student>_<method>_s<seed>.ipynb -p student S -p method M -p seed K
 -p out_dir <out>/<student>_<method>_s<seed>`, plus any `--param NAME VALUE` pairs (given to every run). A run whose
 `summary.json` exists is not run again (delete its folder to redo it), so the command resumes after a stop. The
-table gives mean ± standard deviation over the seeds (sample std, ddof 1) of physics_score and general_score before
-and after, the paired standard error of one run's Δ (clip by clip over its eval prompts, `summary.json`'s
-`delta_paired`; averaged over the seeds), and the wall time; `--markdown FILE` also writes it to a file.
+table gives, per student, the base (the runs' 'before') and per method the mean ± standard deviation over the seeds
+(sample std, ddof 1) of the physics `law_ok` share, physics_score, general_score and its parts after training, each Δ
+with the paired standard error of one run's Δ (clip by clip over its eval prompts, `summary.json`'s `delta_paired`;
+averaged over the seeds), and the wall time; `--markdown FILE` also writes it to a file.
 
 `--jobs N` (N > 1) gives each run `threads = cores // N`. Two separate invocations started at the same moment do not know of
 each other: each run's `threads 0` sees an idle machine and takes every core, and on the 2-core machine the
@@ -45,31 +46,46 @@ def _ms(xs) -> str:
 
 def _se(sums: list[dict], key: str) -> str:
     "The mean over runs of one run's paired standard error of Δ (summary `delta_paired`; '-' for older runs)."
-    se = [d['delta_paired'][key]['se'] for d in sums if 'delta_paired' in d]
+    se = [d['delta_paired'][key]['se'] for d in sums if key in d.get('delta_paired', {})]
     return f"{np.mean(se):.3f}" if se else '-'
 
 
+def _part(d: dict, when: str, dom: str, key: str) -> float:
+    return d[when]['parts'].get(dom, {}).get(key, float('nan'))
+
+
+GENERAL_PARTS = ('found', 'object_ok', 'direction_ok', 'place_ok', 'temporal_flickering_norm', 'motion_smoothness_norm')
+
+
 def table(out: Path, students, methods, seeds) -> str:
-    "Markdown table of the finished runs under `out`."
-    rows = ["| student | method | seeds | physics before | physics after | Δ physics | paired SE | general before "
-            "| general after | Δ general | paired SE | wall min |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for s, m in itertools.product(students, methods):
-        sums = [json.loads(p.read_text()) for k in seeds if (p := out/f'{s}_{m}_s{k}'/'summary.json').exists()]
-        if not sums: continue
-        g = lambda when, key: [d[when][key] for d in sums]
-        dp = [a - b for a, b in zip(g('after', 'physics_score'), g('before', 'physics_score'))]
-        dg = [a - b for a, b in zip(g('after', 'general_score'), g('before', 'general_score'))]
-        wall = [d['wall_time_s'] / 60 for d in sums]
-        rows.append(f"| {s} | {m} | {len(sums)} | {_ms(g('before', 'physics_score'))} | {_ms(g('after', 'physics_score'))} "
-                    f"| {_ms(dp)} | {_se(sums, 'physics_score')} | {_ms(g('before', 'general_score'))} "
-                    f"| {_ms(g('after', 'general_score'))} | {_ms(dg)} | {_se(sums, 'general_score')} | {_ms(wall)} |")
+    """Markdown table of the finished runs under `out`: a `base` row per student (the 'before' of its runs), then one
+    row per method: mean ± std over seeds, Δ with the mean paired SE of one run, and the general parts after."""
+    head = ("| student | method | seeds | law_ok | Δ law_ok (paired SE) | physics_score | Δ physics (SE) | general_score "
+            "| Δ general (SE) | " + " | ".join(GENERAL_PARTS) + " | wall min |")
+    rows = [head, "|" + "---|" * (10 + len(GENERAL_PARTS))]
+    for s in students:
+        runs = {m: [json.loads(p.read_text()) for k in seeds if (p := out/f'{s}_{m}_s{k}'/'summary.json').exists()] for m in methods}
+        if not any(runs.values()): continue
+        first = next(v for v in runs.values() if v)
+        b = lambda key, dom: _ms([_part(d, 'before', dom, key) for d in first])
+        rows.append(f"| {s} | base | - | {b('law_ok', 'physics')} | | {b('physics_score', 'physics')} | | {b('general_score', 'general')} | | "
+                    + " | ".join(b(k, 'general') for k in GENERAL_PARTS) + " | |")
+        for m, sums in runs.items():
+            if not sums: continue
+            a = lambda key, dom: [_part(d, 'after', dom, key) for d in sums]
+            dl = lambda key, dom: [_part(d, 'after', dom, key) - _part(d, 'before', dom, key) for d in sums]
+            wall = [d['wall_time_s'] / 60 for d in sums]
+            rows.append(f"| {s} | {m} | {len(sums)} | {_ms(a('law_ok', 'physics'))} | {_ms(dl('law_ok', 'physics'))} ({_se(sums, 'law_ok')}) "
+                        f"| {_ms(a('physics_score', 'physics'))} | {_ms(dl('physics_score', 'physics'))} ({_se(sums, 'physics_score')}) "
+                        f"| {_ms(a('general_score', 'general'))} | {_ms(dl('general_score', 'general'))} ({_se(sums, 'general_score')}) | "
+                        + " | ".join(_ms(a(k, 'general')) for k in GENERAL_PARTS) + f" | {_ms(wall)} |")
     return '\n'.join(rows)
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--students', nargs='+', default=['causal_forcing', 'self_forcing'])
-    ap.add_argument('--methods', nargs='+', default=['afd', 'sft'])
+    ap.add_argument('--methods', nargs='+', default=['afd', 'sft', 'gan', 'dmd'])
     ap.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
     ap.add_argument('--jobs', type=int, default=1,
                     help="runs side by side (each gets cores // jobs torch threads unless --param threads is given)")
