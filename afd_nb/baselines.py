@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import _blocks
-from .discriminator import bt_loss, bt_accuracy
+from .discriminator import bt_loss, bt_accuracy, nonpaired_loss
 from .flow import add_noise, velocity_target
 from .update import optimizer_step
 
@@ -78,7 +78,7 @@ class FakeScore(nn.Module):
 # %% ../nbs/39_baselines.ipynb #7533bb2d
 def dmd_classifier_loss(logit_teacher: torch.Tensor, logit_student: torch.Tensor) -> torch.Tensor:
     "DMD2's classifier loss: `mean softplus(-l_T) + mean softplus(l_S)` (teacher 1, student 0) over logits `[B]`, `[B]`."
-    return F.softplus(-logit_teacher).mean() + F.softplus(logit_student).mean()
+    return nonpaired_loss(logit_teacher, logit_student)
 
 def dmd_generator_loss(logit_student: torch.Tensor) -> torch.Tensor:
     "The generator's score-free DMD loss: `mean softplus(-l_S)`, the head should call the rollouts the teacher's."

@@ -12,7 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['bt_loss', 'bt_accuracy', 'VideoScorer', 'PhysicsDiscriminator', 'bt_train_step', 'bt_calibration']
+__all__ = ['bt_loss', 'nonpaired_loss', 'bt_accuracy', 'VideoScorer', 'PhysicsDiscriminator', 'bt_train_step', 'bt_calibration']
 
 # %% ../nbs/30_discriminator.ipynb #ba11eab7
 def bt_loss(d_teacher: torch.Tensor, d_student: torch.Tensor) -> torch.Tensor:
@@ -20,6 +20,11 @@ def bt_loss(d_teacher: torch.Tensor, d_student: torch.Tensor) -> torch.Tensor:
     if d_teacher.shape != d_student.shape:
         raise ValueError(f"scores must be prompt-paired: shapes {tuple(d_teacher.shape)} vs {tuple(d_student.shape)}")
     return F.softplus(d_student - d_teacher).mean()
+
+def nonpaired_loss(d_teacher: torch.Tensor, d_student: torch.Tensor) -> torch.Tensor:
+    """The non-paired GAN loss (binary cross-entropy, teacher 1, student 0): `mean softplus(-D(y_T)) + mean softplus(D(y_S))`
+    over scores `[B_T]`, `[B_S]`; the ablation of (E4), which compares each clip with its prompt's other clip instead."""
+    return F.softplus(-d_teacher).mean() + F.softplus(d_student).mean()
 
 def bt_accuracy(d_teacher: torch.Tensor, d_student: torch.Tensor) -> float:
     "Fraction of pairs the discriminator orders correctly (teacher above student)."

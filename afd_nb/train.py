@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from .core import seed_everything
 from .advantage import BASELINES, nft_weights, advantage_stats, rank_correlation, darkness_reward
-from .discriminator import PhysicsDiscriminator, bt_loss, bt_accuracy
+from .discriminator import PhysicsDiscriminator, bt_loss, bt_accuracy, nonpaired_loss
 from .evaluate import evaluate_student, student_fps, world_scores, EvalResult
 from .update import draw_t_noise, afd_losses, sft_losses, anchor_losses, optimizer_step, student_step, student_updates, old_decay
 from .teachers import CachedTeacher, Teacher, load_prompts
@@ -33,13 +33,15 @@ from .student import sdedit_sigmas
 from .baselines import BASELINE_ITERATIONS, FakeScore
 
 # %% auto #0
-__all__ = ['METHODS', 'T_DISTS', 'LOSS_SPACES', 'REWARDS', 'RESUMABLE', 'TrainConfig', 'pixel_format', 'conform_videos',
-           'teacher_prompts', 'TeacherClips', 'disc_parameters', 'disc_state', 'load_disc_state', 'Trainer']
+__all__ = ['METHODS', 'T_DISTS', 'LOSS_SPACES', 'D_LOSSES', 'REWARDS', 'RESUMABLE', 'TrainConfig', 'pixel_format',
+           'conform_videos', 'teacher_prompts', 'TeacherClips', 'disc_parameters', 'disc_state', 'load_disc_state',
+           'Trainer']
 
 # %% ../nbs/33_train.ipynb #8bc2e430
 METHODS = ('afd', 'sft', 'gan', 'dmd')   # AFD and the paper's baselines (METHOD.md; gan, dmd: afd_nb.baselines)
 T_DISTS = ('logit_normal', 'uniform', 'sigmas', 'sigmas_each')   # 'sigmas*': the preset's few-step noise levels
 LOSS_SPACES = ('velocity', 'x0')
+D_LOSSES = ('bt', 'nonpaired')   # the discriminator's loss: (E4) on prompt pairs, or the non-paired GAN loss (the ablation)
 REWARDS = ('discriminator', 'world', 'world_law', 'darkness', 'random')   # all but 'discriminator': check rewards
 # settings that may change when a run is resumed (everything else must match the checkpoint)
 RESUMABLE = ('iterations', 'eval_every', 'eval_prompts', 'eval_seed', 'ckpt_every', 'keep_checkpoints', 'log_law', 'print_every',
@@ -67,6 +69,8 @@ class TrainConfig:
     d_lr: float = 5e-4                 # discriminator AdamW (from scratch: faster than the paper's 5e-6 for a pretrained D)
     d_steps: int = 2                   # M_D discriminator steps per iteration (E4); 0 (check rewards only): D not trained
     d_width: int = 32                  # PhysicsDiscriminator width
+    d_loss: str = 'bt'                 # 'bt' (E4) on prompt-paired clips | 'nonpaired' (binary cross-entropy on each clip: the ablation)
+    d_init: str = ''                   # a discriminator state (safetensors, `disc_state`) to start from, e.g. tools/pretrain_disc.py's; '': from scratch
     d_weight_decay: float = 1e-4
     critic_cls_weight: float = 1.0     # 'dmd': weight of the classifier loss beside the fake score's flow matching
     teacher_rerender: float = 0.0      # AFD with a trained D: D sees the teacher's clips re-drawn by the reference student from this σ (SDEdit); 0: as they are
@@ -103,17 +107,18 @@ class TrainConfig:
     def problems(self) -> list[str]:
         "Every bad value, each with what is allowed."
         p, c = [], self
-        for k, valid in (('method', METHODS), ('baseline', BASELINES), ('reward', REWARDS), ('t_dist', T_DISTS),
+        for k, valid in (('method', METHODS), ('baseline', BASELINES), ('reward', REWARDS), ('t_dist', T_DISTS), ('d_loss', D_LOSSES),
                          ('loss_space', LOSS_SPACES), ('lora_targets', tuple(LORA_TARGET_SETS))):
-            if getattr(c, k) not in valid: p.append(f"{k}={getattr(c, k)!r}: valid {k.rstrip('s')}s are {', '.join(valid)}")
+            if getattr(c, k) not in valid: p.append(f"{k}={getattr(c, k)!r}: valid {k + 'es' if k.endswith('ss') else k.rstrip('s') + 's'} are {', '.join(valid)}")
         for k in ('iterations', 'eval_every', 'eval_prompts', 'ckpt_every', 'keep_checkpoints', 'teacher_seed', 'seed',
                   'anchor_prompts', 'd_steps', 'log_law', 'print_every', 'old_decay_flat', 'old_freeze', 'train_levels',
                   'inspect_every'):
             if not isinstance(getattr(c, k), int) or getattr(c, k) < 0: p.append(f"{k}={getattr(c, k)!r}: must be an integer >= 0")
         for k in ('batch_size', 'group_size', 'noise_draws', 'd_width', 'n_teacher_prompts'):
             if not isinstance(getattr(c, k), int) or getattr(c, k) < 1: p.append(f"{k}={getattr(c, k)!r}: must be an integer >= 1")
-        for k in ('lr', 'd_lr', 'beta', 'adv_clip'):
+        for k in ('lr', 'beta', 'adv_clip'):
             if not getattr(c, k) > 0: p.append(f"{k}={getattr(c, k)!r}: must be > 0")
+        if not c.d_lr >= 0: p.append(f"d_lr={c.d_lr!r}: must be >= 0 (0: D keeps its initial weights, the paper's stale regime)")
         for k in ('weight_decay', 'd_weight_decay', 'grad_clip', 'prior_weight', 'old_decay_rate', 'anchor_weight', 'critic_cls_weight'):
             if not getattr(c, k) >= 0: p.append(f"{k}={getattr(c, k)!r}: must be >= 0")
         if not 0 <= c.teacher_rerender < 1: p.append(f"teacher_rerender={c.teacher_rerender!r}: must be in [0, 1) (a noise level; 0: off)")
@@ -251,6 +256,7 @@ class Trainer:
         D = discriminator if discriminator is not None else FakeScore(student.model) if cfg.method == 'dmd' else \
             PhysicsDiscriminator(student.text, student.text.dim, cfg.d_width, dict(self.fmt))
         D = D.to(student.device)
+        if cfg.d_init: load_disc_state(D, load_file(cfg.d_init), f"d_init {cfg.d_init}")   # a pretrained D (a checkpoint overrides it)
         self.d_fmt = dict(D.pixel_format or self.fmt)
         opt = torch.optim.AdamW(student.trainable_parameters(), cfg.lr, weight_decay=cfg.weight_decay)
         d_opt = torch.optim.AdamW(disc_parameters(D), cfg.d_lr, weight_decay=cfg.d_weight_decay)
@@ -326,11 +332,12 @@ def _rerender_teacher(self: Trainer, y_T: torch.Tensor, emb: torch.Tensor, mask:
     return torch.cat(out)
 
 def _d_update(self: Trainer, y_T: torch.Tensor, y_S: torch.Tensor, prompts: Sequence[str]) -> dict:
-    "`M_D` AdamW steps on (E4) over the prompt-paired batch; metrics of the last step (before its update)."
+    "`M_D` AdamW steps on (E4) (or `nonpaired_loss`, `d_loss`) over the prompt-paired batch; metrics of the last step (before its update)."
     both, ps = torch.cat([y_T, y_S]), list(prompts) * 2
+    lossf = bt_loss if self.cfg.d_loss == 'bt' else nonpaired_loss
     for _ in range(self.cfg.d_steps):
         d_t, d_s = self.D(both, ps).float().chunk(2)
-        loss = bt_loss(d_t, d_s)
+        loss = lossf(d_t, d_s)
         self.d_opt.zero_grad(set_to_none=True)
         self.acc.backward(loss)
         self.d_opt.step()
