@@ -12,11 +12,13 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 
 # %% auto #0
 __all__ = ['LATEST', 'PROGRESS_KEYS', 'capture_rng', 'restore_rng', 'preserved_rng', 'checkpoint_name', 'atomic_write_text',
            'tmp_checkpoint_dir', 'publish_checkpoint', 'write_checkpoint', 'latest_checkpoint', 'append_jsonl',
-           'write_jsonl', 'read_jsonl', 'timed', 'progress_line', 'plot_curves', 'save_curves']
+           'write_jsonl', 'read_jsonl', 'timed', 'progress_line', 'plot_curves', 'save_curves', 'save_training',
+           'check_resumable', 'resume_training']
 
 # %% ../nbs/35_run_state.ipynb #00396378
 def capture_rng(generators: dict[str, torch.Generator] | None = None) -> dict:
@@ -185,3 +187,65 @@ def save_curves(rows: Sequence[dict], path: str | Path) -> Path:
     import matplotlib.pyplot as plt
     fig = plot_curves(rows); fig.savefig(path, dpi=100); plt.close(fig)
     return Path(path)
+
+# %% ../nbs/35_run_state.ipynb #831c62ce
+def save_training(self) -> Path | None:
+    """Write an atomic checkpoint of the `afd_nb.train.Trainer`'s current step under `out_dir/checkpoints` (main process;
+    RNG of every process): adapters, discriminator φ, optimisers, metrics, `state.json`."""
+    from afd_nb.train import disc_state   # lazily: afd_nb.train imports this module
+    if self.out_dir is None: return None
+    root = self.out_dir/'checkpoints'
+    tmp = tmp_checkpoint_dir(root, self.step)
+    if self.is_main:
+        if tmp.exists(): import shutil; shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+    self.acc.wait_for_everyone()
+    torch.save(capture_rng({'train': self.rng}), tmp/f'rng_{self.acc.process_index}.pt')
+    self.acc.wait_for_everyone()
+    final = None
+    if self.is_main:
+        for name in ('default', 'old'): self.student.save_adapter(tmp/f'adapter_{name}', name)
+        save_file(disc_state(self.D_raw), tmp/'discriminator.safetensors')
+        torch.save(self.opt.state_dict(), tmp/'optimizer_student.pt')
+        torch.save(self.d_opt.state_dict(), tmp/'optimizer_discriminator.pt')
+        write_jsonl(tmp/'metrics.jsonl', self.history)
+        state = dict(step=self.step, elapsed_s=self.elapsed_now(), num_processes=self.acc.num_processes,
+                     config=self.cfg.to_dict(), teacher=self.data.teacher.teacher_id, prompts=self.data.prompts,
+                     student=self.student.preset.name, student_size=self.student.preset.size, student_source=self.student.source)
+        atomic_write_text(tmp/'state.json', json.dumps(state, indent=1))
+        final = publish_checkpoint(root, self.step, self.cfg.keep_checkpoints)
+    self.acc.wait_for_everyone()
+    return final
+
+def check_resumable(self, state: dict, folder: Path) -> None:
+    "Raise, naming each, when the checkpoint in `folder` was written with settings outside `RESUMABLE` that differ from the run's."
+    from afd_nb.train import RESUMABLE, TrainConfig
+    now, then, default = self.cfg.to_dict(), state['config'], TrainConfig().to_dict()   # a later-added key: its default
+    diff = [f"{k}: checkpoint {then.get(k, default[k])!r}, now {now[k]!r}" for k in now
+            if k not in RESUMABLE and then.get(k, default[k]) != now[k]]
+    if state.get('prompts') != self.data.prompts: diff.append("the teacher prompt set differs")
+    if state.get('teacher', self.data.teacher.teacher_id) != self.data.teacher.teacher_id:
+        diff.append(f"teacher: checkpoint {state['teacher']!r}, now {self.data.teacher.teacher_id!r}")
+    for k, v in (('student', self.student.preset.name), ('student_source', self.student.source)):
+        if state.get(k) != v: diff.append(f"{k}: checkpoint {state.get(k)!r}, now {v!r}")
+    if diff: raise ValueError(f"{folder} belongs to a run with other settings ({'; '.join(diff)}): resume it with "
+                              f"those settings, or pass another out_dir")
+
+def resume_training(self) -> Path | None:
+    "Load the newest checkpoint of the trainer's `out_dir` (if any): adapters, φ, optimisers, RNG, step, metrics. Returns its folder."
+    from afd_nb.train import load_disc_state
+    if self.out_dir is None or (ck := latest_checkpoint(self.out_dir/'checkpoints')) is None: return None
+    state = json.loads((ck/'state.json').read_text())
+    self._check_resumable(state, ck)
+    for name in ('default', 'old'): self.student.load_adapter(ck/f'adapter_{name}', name)
+    load_disc_state(self.D_raw, load_file(ck/'discriminator.safetensors'), f"{ck}/discriminator.safetensors")
+    self.opt.load_state_dict(torch.load(ck/'optimizer_student.pt', map_location='cpu', weights_only=True))
+    self.d_opt.load_state_dict(torch.load(ck/'optimizer_discriminator.pt', map_location='cpu', weights_only=True))
+    rng = ck/f'rng_{self.acc.process_index}.pt'
+    if not rng.exists(): raise FileNotFoundError(f"{rng} is missing: the run was saved with {state['num_processes']} "
+                                                 f"process(es), resume it with the same number")
+    restore_rng(torch.load(rng, weights_only=False), {'train': self.rng})
+    self.step, self.elapsed, self.history = state['step'], state['elapsed_s'], read_jsonl(ck/'metrics.jsonl')
+    if self.is_main: write_jsonl(self.out_dir/'metrics.jsonl', self.history)  # drop rows past the checkpoint
+    return ck
+

@@ -1,5 +1,5 @@
-"""One training loop for AFD (Algorithm 1 of METHOD.md) and for the off-policy SFT baseline, built on
-accelerate: on-policy rollouts of `θ_old`, Bradley–Terry discriminator steps (E4), weights (E6)–(E7),
+"""One training loop for AFD (Algorithm 1 of METHOD.md) and for the paper's baselines (off-policy SFT here; GAN
+and score-free DMD in `afd_nb.baselines`), built on accelerate: on-policy rollouts of `θ_old`, Bradley–Terry discriminator steps (E4), weights (E6)–(E7),
 the DiffusionNFT update with the prior (E8)–(E11), the old-policy EMA; metrics, plots, evaluation,
 atomic checkpoints and exact resume."""
 
@@ -26,7 +26,8 @@ from .update import draw_t_noise, afd_losses, sft_losses, anchor_losses, optimiz
 from .teachers import CachedTeacher, Teacher, load_prompts
 from .video import Clip, conform
 from .run_state import (plot_curves, save_curves, timed, progress_line, capture_rng, restore_rng, preserved_rng, latest_checkpoint, tmp_checkpoint_dir,
-                        publish_checkpoint, atomic_write_text, append_jsonl, write_jsonl, read_jsonl)
+                        publish_checkpoint, atomic_write_text, append_jsonl, write_jsonl, read_jsonl,
+                        save_training, check_resumable, resume_training)
 from .snapshots import SNAPSHOT_DIR, save_snapshot
 from .adapters import LORA_TARGET_SETS
 from .student import sdedit_sigmas
@@ -462,62 +463,8 @@ def _periodic_eval(self: Trainer) -> None:
 Trainer.evaluate, Trainer._log, Trainer._periodic_eval = _evaluate, _log, _periodic_eval
 
 # %% ../nbs/33_train.ipynb #57b87b55
-def _save(self: Trainer) -> Path | None:
-    "Write an atomic checkpoint of the current step under `out_dir/checkpoints` (main process; RNG of every process)."
-    if self.out_dir is None: return None
-    root = self.out_dir/'checkpoints'
-    tmp = tmp_checkpoint_dir(root, self.step)
-    if self.is_main:
-        if tmp.exists(): import shutil; shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
-    self.acc.wait_for_everyone()
-    torch.save(capture_rng({'train': self.rng}), tmp/f'rng_{self.acc.process_index}.pt')
-    self.acc.wait_for_everyone()
-    final = None
-    if self.is_main:
-        for name in ('default', 'old'): self.student.save_adapter(tmp/f'adapter_{name}', name)
-        save_file(disc_state(self.D_raw), tmp/'discriminator.safetensors')
-        torch.save(self.opt.state_dict(), tmp/'optimizer_student.pt')
-        torch.save(self.d_opt.state_dict(), tmp/'optimizer_discriminator.pt')
-        write_jsonl(tmp/'metrics.jsonl', self.history)
-        state = dict(step=self.step, elapsed_s=self.elapsed_now(), num_processes=self.acc.num_processes,
-                     config=self.cfg.to_dict(), teacher=self.data.teacher.teacher_id, prompts=self.data.prompts,
-                     student=self.student.preset.name, student_size=self.student.preset.size, student_source=self.student.source)
-        atomic_write_text(tmp/'state.json', json.dumps(state, indent=1))
-        final = publish_checkpoint(root, self.step, self.cfg.keep_checkpoints)
-    self.acc.wait_for_everyone()
-    return final
+Trainer.save, Trainer._check_resumable, Trainer.resume = save_training, check_resumable, resume_training
 
-def _check_resumable(self: Trainer, state: dict, folder: Path) -> None:
-    now, then, default = self.cfg.to_dict(), state['config'], TrainConfig().to_dict()   # a later-added key: its default
-    diff = [f"{k}: checkpoint {then.get(k, default[k])!r}, now {now[k]!r}" for k in now
-            if k not in RESUMABLE and then.get(k, default[k]) != now[k]]
-    if state.get('prompts') != self.data.prompts: diff.append("the teacher prompt set differs")
-    if state.get('teacher', self.data.teacher.teacher_id) != self.data.teacher.teacher_id:
-        diff.append(f"teacher: checkpoint {state['teacher']!r}, now {self.data.teacher.teacher_id!r}")
-    for k, v in (('student', self.student.preset.name), ('student_source', self.student.source)):
-        if state.get(k) != v: diff.append(f"{k}: checkpoint {state.get(k)!r}, now {v!r}")
-    if diff: raise ValueError(f"{folder} belongs to a run with other settings ({'; '.join(diff)}): resume it with "
-                              f"those settings, or pass another out_dir")
-
-def _resume(self: Trainer) -> Path | None:
-    "Load the newest checkpoint of `out_dir` (if any): adapters, φ, optimisers, RNG, step, metrics. Returns its folder."
-    if self.out_dir is None or (ck := latest_checkpoint(self.out_dir/'checkpoints')) is None: return None
-    state = json.loads((ck/'state.json').read_text())
-    self._check_resumable(state, ck)
-    for name in ('default', 'old'): self.student.load_adapter(ck/f'adapter_{name}', name)
-    load_disc_state(self.D_raw, load_file(ck/'discriminator.safetensors'), f"{ck}/discriminator.safetensors")
-    self.opt.load_state_dict(torch.load(ck/'optimizer_student.pt', map_location='cpu', weights_only=True))
-    self.d_opt.load_state_dict(torch.load(ck/'optimizer_discriminator.pt', map_location='cpu', weights_only=True))
-    rng = ck/f'rng_{self.acc.process_index}.pt'
-    if not rng.exists(): raise FileNotFoundError(f"{rng} is missing: the run was saved with {state['num_processes']} "
-                                                 f"process(es), resume it with the same number")
-    restore_rng(torch.load(rng, weights_only=False), {'train': self.rng})
-    self.step, self.elapsed, self.history = state['step'], state['elapsed_s'], read_jsonl(ck/'metrics.jsonl')
-    if self.is_main: write_jsonl(self.out_dir/'metrics.jsonl', self.history)  # drop rows past the checkpoint
-    return ck
-
-Trainer.save, Trainer._check_resumable, Trainer.resume = _save, _check_resumable, _resume
 
 # %% ../nbs/33_train.ipynb #fb358a8f
 def _elapsed_now(self: Trainer) -> float:

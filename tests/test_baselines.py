@@ -127,3 +127,26 @@ def test_baselines_need_a_trained_critic(cache):
             warnings.simplefilter('ignore'); st = load_student('causal_forcing', 'tiny', device='cpu')
         Trainer(st, load_teacher('physics'), dataclasses.replace(TINY, method='dmd'), discriminator=torch.nn.Linear(2, 2),
                 teacher_cache=cache, progress=False, accelerator=Accelerator(cpu=True))
+
+
+def test_discriminator_ablations_nonpaired_loss_d_init_and_stale_d(cache, tmp_path):
+    "d_loss='nonpaired' trains D by binary cross-entropy; d_init starts D from a saved state; d_lr=0 leaves it there."
+    from safetensors.torch import save_file
+    from afd_nb.discriminator import nonpaired_loss
+    from afd_nb.train import disc_state
+    tr = trainer(cache, 'afd', d_loss='nonpaired', d_steps=1)
+    prompts, emb, mask, y_T = batch(tr)
+    _, y_S = tr.rollout(emb, mask)
+    with torch.no_grad(): d_t, d_s = tr.D_raw(y_T, prompts).float(), tr.D_raw(y_S, prompts).float()
+    row = tr.d_update(y_T, y_S, prompts)   # the logged loss is the step's, before its update
+    assert abs(row['d_loss'] - float(F.softplus(-d_t).mean() + F.softplus(d_s).mean())) < 1e-5
+    assert abs(row['d_loss'] - float(bt_loss(d_t, d_s))) > 1e-3
+    state = {k: v + 0.01 for k, v in disc_state(tr.D_raw).items()}
+    save_file(state, tmp_path/'d.safetensors')
+    stale = trainer(cache, 'afd', d_init=str(tmp_path/'d.safetensors'), d_lr=0.0)
+    assert all(torch.equal(state[k], v) for k, v in disc_state(stale.D_raw).items())
+    stale.fit(iterations=1)
+    assert all(torch.equal(state[k], v) for k, v in disc_state(stale.D_raw).items())   # lr 0: D stays as loaded
+    with pytest.raises(ValueError, match='does not fit'):
+        save_file({'nope': torch.zeros(1)}, tmp_path/'bad.safetensors')
+        trainer(cache, 'afd', d_init=str(tmp_path/'bad.safetensors'))

@@ -40,10 +40,12 @@ def test_config_errors_name_each_bad_value_and_the_allowed_ones():
                     micro_batch=0, old_freeze=-2).validate()
     msg = str(e.value)
     for part in ("method='ppo': valid methods are afd, sft", "baseline='median': valid baselines are batch, prompt, prompt_global_std",
-                 "batch_size=6 must be a multiple of group_size=4", "d_steps=-1: must be an integer >= 0",
+                 "d_steps=-1: must be an integer >= 0",
                  "old_decay=2.0: must be None (schedule) or in [0, 1]", "micro_batch=0: must be None or an integer >= 1",
                  "old_freeze=-2: must be an integer >= 0"):
         assert part in msg, msg
+    with pytest.raises(ValueError, match="batch_size=6 must be a multiple of group_size=4"): TrainConfig(batch_size=6, group_size=4).validate()
+    with pytest.raises(ValueError, match="method='ppo': valid methods are afd, sft, gan, dmd"): TrainConfig(method='ppo').validate()
     with pytest.raises(ValueError, match="reward='oracle': valid rewards are discriminator, world, world_law, darkness, random"):
         TrainConfig(reward='oracle').validate()
     with pytest.raises(ValueError, match="d_steps=0 leaves the discriminator untrained"): TrainConfig(d_steps=0).validate()
@@ -55,7 +57,8 @@ def test_config_errors_name_each_bad_value_and_the_allowed_ones():
         TrainConfig(baseline='prompt_global_std').validate()
     with pytest.raises(ValueError, match="group_size >= 2"): TrainConfig(baseline='prompt').validate()
     TrainConfig(baseline='prompt', group_size=2).validate()
-    TrainConfig(method='sft', baseline='prompt', batch_size=6, group_size=4).validate()   # SFT has no rollouts to group
+    for m in ('sft', 'gan', 'dmd'):   # only AFD weighs rollouts against a per-prompt baseline
+        TrainConfig(method=m, baseline='prompt', batch_size=6, group_size=4).validate()
 
 
 def test_afd_batches_are_groups_and_sft_batches_distinct_clips(cache):
