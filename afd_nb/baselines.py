@@ -38,9 +38,10 @@ def train_rollout(tr, emb: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
                           for i in range(0, emb.shape[0], n)])
 
 # %% ../nbs/39_baselines.ipynb #a9766ce1
-def gan_generator_loss(d_student: torch.Tensor, d_teacher: torch.Tensor) -> torch.Tensor:
-    "(E4) with the roles swapped: `-mean log σ(D(y_S, c) - D(y_T, c))` over prompt-paired scores `[B]`, `[B]` -> scalar."
-    return bt_loss(d_student, d_teacher)
+def gan_generator_loss(d_student: torch.Tensor, d_teacher: torch.Tensor, paired: bool = True) -> torch.Tensor:
+    """(E4) with the roles swapped: `-mean log σ(D(y_S, c) - D(y_T, c))` over prompt-paired scores `[B]`, `[B]` -> scalar.
+    `paired=False` (a D trained by `nonpaired_loss`): the non-saturating `-mean log σ(D(y_S, c))`, `d_teacher` unused."""
+    return bt_loss(d_student, d_teacher) if paired else F.softplus(-d_student).mean()
 
 # %% ../nbs/39_baselines.ipynb #05245435
 class FakeScore(nn.Module):
@@ -129,8 +130,10 @@ def generator_step(tr, loss: torch.Tensor) -> float:
 # %% ../nbs/39_baselines.ipynb #5ed08318
 def gan_iteration(tr, emb: torch.Tensor, mask: torch.Tensor, prompts: Sequence[str], y_T: torch.Tensor,
                   timer: Callable) -> dict:
-    """One GAN iteration: θ's training rollout, `d_steps` steps of (E4) on it (detached) against the teacher's clips
-    `y_T` `[B, 3, F, H, W]`, then one student step on `gan_generator_loss` through the rollout. Returns the metrics row."""
+    """One GAN iteration: θ's training rollout, `d_steps` discriminator steps on it (detached) against the teacher's
+    clips `y_T` `[B, 3, F, H, W]` ((E4), or `nonpaired_loss` with `d_loss='nonpaired'`), then one student step on
+    `gan_generator_loss` (of the same kind) through the rollout. Every sub-batch of `rollout_batch` keeps its graph
+    until that one backward. Returns the metrics row."""
     from afd_nb.train import conform_videos
     with timer('time_rollout'):
         y_S = tr.student.codec.decode(train_rollout(tr, emb, mask)).float().clamp(-1, 1)
@@ -140,7 +143,7 @@ def gan_iteration(tr, emb: torch.Tensor, mask: torch.Tensor, prompts: Sequence[s
         with frozen(list(tr.D_raw.parameters())):
             d_s = tr.D_raw.score(y_S, list(prompts)).float()
             with torch.no_grad(): d_t = tr.D_raw.score(y_T, list(prompts)).float()
-            loss = gan_generator_loss(d_s, d_t)
+            loss = gan_generator_loss(d_s, d_t, paired=tr.cfg.d_loss == 'bt')
         row.update(loss=float(loss.detach()), g_margin=float((d_s - d_t).mean().detach()), grad_norm=generator_step(tr, loss))
     return row
 
@@ -148,7 +151,8 @@ def gan_iteration(tr, emb: torch.Tensor, mask: torch.Tensor, prompts: Sequence[s
 def dmd_iteration(tr, emb: torch.Tensor, mask: torch.Tensor, prompts: Sequence[str], y_T: torch.Tensor,
                   timer: Callable) -> dict:
     """One score-free DMD iteration: θ's training rollout, `d_steps` fake-score steps (`dmd_critic_losses`) against the
-    teacher's clips `y_T` `[B, 3, F, H, W]` (encoded), then one student step on `dmd_generator_loss` through the rollout."""
+    teacher's clips `y_T` `[B, 3, F, H, W]` (encoded), then one student step on `dmd_generator_loss` through the rollout
+    (every `rollout_batch` sub-batch keeps its graph until that backward)."""
     with timer('time_rollout'): x_S = train_rollout(tr, emb, mask)
     x_T = tr.student.codec.encode(y_T.to(tr.device)).float()
     with timer('time_d'):

@@ -188,7 +188,7 @@ def save_curves(rows: Sequence[dict], path: str | Path) -> Path:
     fig = plot_curves(rows); fig.savefig(path, dpi=100); plt.close(fig)
     return Path(path)
 
-# %% ../nbs/35_run_state.ipynb #831c62ce
+# %% ../nbs/35_run_state.ipynb #c59316e0
 def save_training(self) -> Path | None:
     """Write an atomic checkpoint of the `afd_nb.train.Trainer`'s current step under `out_dir/checkpoints` (main process;
     RNG of every process): adapters, discriminator φ, optimisers, metrics, `state.json`."""

@@ -143,7 +143,8 @@ class CausalWan(nn.Module):
         h = m.patch_embedding(x_in).flatten(2).transpose(1, 2).contiguous()
         temb, proj = self._time(t_model)
         mod = proj.float()
-        ckpt = m.gradient_checkpointing and torch.is_grad_enabled()
+        # not in a rollout's exit step (a KV-cache plan or the prompt's k/v store): those cannot be re-run in the backward
+        ckpt = m.gradient_checkpointing and torch.is_grad_enabled() and text_kv is None and not isinstance(plan, CachePlan)
         for block in m.blocks:
             if ckpt: h = torch.utils.checkpoint.checkpoint(block_forward, block, h, text, mod, rope, plan, text_kv, use_reentrant=False)
             else: h = block_forward(block, h, text, mod, rope, plan, text_kv)
@@ -228,7 +229,7 @@ def _rollout(self: CausalWan, text_emb: torch.Tensor, num_frames: int | None = N
     of pure noise (SDEdit), so a clip is re-drawn by the student from that level on.
     `exit_steps` (one step index per chunk): Self-Forcing's training rollout. Chunk k stops at step `exit_steps[k]`
     and its x̂0 there is the chunk, computed with gradient (to whatever requires it); every other step and the
-    cache pass run without. Without it (the sampler) nothing keeps a gradient."""
+    cache pass run without, so the history reaches a chunk as constants (KV cache only). Without it (the sampler) nothing keeps a gradient."""
     with torch.set_grad_enabled(exit_steps is not None): return _rollout_body(self, text_emb, num_frames, generator, text_mask, sigmas,
                                                              block_size, latent_hw, use_cache, callback, eta, init, exit_steps)
 
@@ -247,6 +248,8 @@ def _rollout_body(self, text_emb, num_frames, generator, text_mask, sigmas, bloc
     out, chunks = torch.zeros(B, C, Fn, H, W, device=dev), _blocks(Fn, b)
     if exit_steps is not None and (len(exit_steps) != len(chunks) or not all(0 <= int(s) < len(sig) for s in exit_steps)):
         raise ValueError(f"exit_steps needs one step in [0, {len(sig)}) per chunk ({len(chunks)} chunks), got {list(exit_steps)}")
+    if exit_steps is not None and not use_cache:   # without the cache the history's k/v would carry gradient too
+        raise ValueError("exit_steps needs use_cache=True: the history enters through the KV cache, written without gradient (Self-Forcing's)")
     for k, (f0, f1) in enumerate(chunks):
         f, last = f1 - f0, {'j': -1}
         stop = len(sig) if exit_steps is None else int(exit_steps[k]) + 1

@@ -57,7 +57,7 @@ class TrainConfig:
     group_size: int = 1                # rollouts per prompt in a batch (the prompt baselines need >= 2)
     minibatch_size: int | None = None  # rollouts per optimizer step; None: the whole batch (one student step per iteration)
     micro_batch: int | None = None     # (rollout, draw) rows per forward/backward pass, accumulated into the step; None: all
-    rollout_batch: int | None = None   # prompts per `model.rollout` call (memory); None: the whole batch in one call
+    rollout_batch: int | None = None   # prompts per `model.rollout` call (memory; gan/dmd keep every call's graph to one backward); None: one call
     noise_draws: int = 1               # (t, ε) draws per rollout in a student step: averages the flow-matching noise
     shared_noise: bool = False         # AFD: a prompt's rollouts share each (t, ε) draw (common random numbers)
     lr: float = 2e-4                   # student (LoRA `default`) AdamW
@@ -125,6 +125,7 @@ class TrainConfig:
         if not 0 <= c.teacher_rerender < 1: p.append(f"teacher_rerender={c.teacher_rerender!r}: must be in [0, 1) (a noise level; 0: off)")
         if not 0 <= c.old_decay_max <= 1: p.append(f"old_decay_max={c.old_decay_max!r}: must be in [0, 1]")
         if c.old_decay is not None and not 0 <= c.old_decay <= 1: p.append(f"old_decay={c.old_decay!r}: must be None (schedule) or in [0, 1]")
+        if c.method == 'dmd' and c.d_loss != 'bt': p.append("d_loss applies to the discriminator of 'afd' and 'gan'; 'dmd' trains its classifier head by DMD2's non-paired loss: leave d_loss='bt'")
         if c.d_steps == 0 and ((c.method == 'afd' and c.reward == 'discriminator') or c.method in ('gan', 'dmd')):
             p.append(f"d_steps=0 leaves the discriminator untrained: use d_steps >= 1 with method={c.method!r}" +
                      (" and reward='discriminator'" if c.method == 'afd' else ""))
@@ -259,6 +260,9 @@ class Trainer:
         D = D.to(student.device)
         if cfg.d_init: load_disc_state(D, load_file(cfg.d_init), f"d_init {cfg.d_init}")   # a pretrained D (a checkpoint overrides it)
         self.d_fmt = dict(D.pixel_format or self.fmt)
+        if cfg.method == 'gan' and not _same_format(self.d_fmt, self.fmt):   # conforming goes through uint8 frames
+            raise ValueError(f"method 'gan' backpropagates through the discriminator into the clips, so D must take the student's "
+                             f"pixel format {self.fmt}, not {self.d_fmt}: use the PhysicsDiscriminator (discriminator='physics')")
         opt = torch.optim.AdamW(student.trainable_parameters(), cfg.lr, weight_decay=cfg.weight_decay)
         d_opt = torch.optim.AdamW(disc_parameters(D), cfg.d_lr, weight_decay=cfg.d_weight_decay)
         self.model, self.D, self.opt, self.d_opt = acc.prepare(student.model, D, opt, d_opt)

@@ -150,3 +150,25 @@ def test_discriminator_ablations_nonpaired_loss_d_init_and_stale_d(cache, tmp_pa
     with pytest.raises(ValueError, match='does not fit'):
         save_file({'nope': torch.zeros(1)}, tmp_path/'bad.safetensors')
         trainer(cache, 'afd', d_init=str(tmp_path/'bad.safetensors'))
+
+
+def test_training_rollout_gradient_is_the_same_with_gradient_checkpointing(cache):
+    "The exit step runs without checkpointing (its cache plan cannot be re-run); the rest of the model may checkpoint."
+    grads_of = []
+    for ckpt in (False, True):
+        tr = trainer(cache, 'gan', grad_checkpointing=ckpt)
+        prompts, emb, mask, _ = batch(tr)
+        train_rollout(tr, emb, mask).pow(2).mean().backward()
+        grads_of.append([p.grad.clone() for p in tr.params])
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*grads_of))
+
+
+def test_gan_refuses_a_discriminator_of_another_pixel_format(cache):
+    from afd_nb.discriminator import PhysicsDiscriminator
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore'); st = load_student('causal_forcing', 'tiny', device='cpu')
+    D = PhysicsDiscriminator(None, 64, 8, dict(size=(16, 16), fps=8.0, num_frames=24))
+    with pytest.raises(ValueError, match="method 'gan' backpropagates through the discriminator"):
+        Trainer(st, load_teacher('physics'), dataclasses.replace(TINY, method='gan'), discriminator=D,
+                teacher_cache=cache, progress=False, accelerator=Accelerator(cpu=True))
+    with pytest.raises(ValueError, match="'dmd' trains its classifier head"): TrainConfig(method='dmd', d_loss='nonpaired').validate()

@@ -41,13 +41,14 @@ def _student(summary: dict, adapter: Path | None):
     p = summary['parameters']
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
-        st = load_student(p['student'], 'tiny', p.get('checkpoint') or None, device='cpu')
+        st = load_student(p['student'], p.get('size', 'tiny'), p.get('checkpoint') or None, device='cpu')
     if adapter is not None: st.load_adapter(adapter, 'default')
     return st
 
 
 def evaluate_run(folder: Path, base_cache: dict, factor: int) -> dict:
     "The long-horizon numbers of one run (and of its base student, computed once per student)."
+    from afd_nb.run_state import latest_checkpoint
     from afd_nb.teachers import load_prompts
     summary = json.loads((folder/'summary.json').read_text())
     p = summary['parameters']
@@ -58,7 +59,7 @@ def evaluate_run(folder: Path, base_cache: dict, factor: int) -> dict:
     frames, block = factor * st.preset.num_frames, st.codec.pixel_shape((st.preset.num_frames, 1, 1))[0]
     key = (p['student'], seed, frames, n)
     if key not in base_cache: base_cache[key] = _reports(st, prompts, seed, frames, block)
-    ck = folder/'checkpoints'/'latest'
+    ck = latest_checkpoint(folder/'checkpoints')   # `latest` is a file naming the newest step folder
     trained = _reports(_student(summary, ck/'adapter_default'), prompts, seed, frames, block)
     return dict(student=p['student'], method=p['method'], seed=p['seed'], factor=factor, latent_frames=frames,
                 block_frames=block, base=base_cache[key], trained=trained)
@@ -73,7 +74,7 @@ def paired(base: list, after: list) -> tuple[float, float]:
 def table_and_figure(results: list[dict], out: Path) -> str:
     import matplotlib; matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    keys = ['law_ok', 'physics_score', 'general_block1', 'general_block2']
+    keys = ['law_ok', 'physics_score'] + sorted(k for k in results[0]['base'] if k.startswith('general_block'))
     rows = ["| student | method | runs | " + " | ".join(f"{k} (Δ ± paired SE)" for k in keys) + " |",
             "|---|---|---|" + "---|" * len(keys)]
     students = sorted({r['student'] for r in results})
@@ -111,7 +112,8 @@ def main(argv=None):
     ap.add_argument('--threads', type=int, default=1)
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
-    runs = sorted(f.parent for f in a.out.glob('*/summary.json') if (f.parent/'checkpoints'/'latest').exists())
+    from afd_nb.run_state import latest_checkpoint
+    runs = sorted(f.parent for f in a.out.glob('*/summary.json') if latest_checkpoint(f.parent/'checkpoints') is not None)
     if not runs: raise SystemExit(f"no finished runs (summary.json and checkpoints/latest) under {a.out}")
     base_cache, results = {}, []
     for f in runs:
@@ -119,8 +121,9 @@ def main(argv=None):
         if js.exists() and json.loads(js.read_text()).get('factor') == a.factor: results.append(json.loads(js.read_text())); continue
         r = evaluate_run(f, base_cache, a.factor)
         js.write_text(json.dumps(r)); results.append(r)
-        print(f"{f.name}: law_ok {np.mean(r['trained']['law_ok']):.3f} (base {np.mean(r['base']['law_ok']):.3f}), general "
-              f"blocks {np.mean(r['trained']['general_block1']):.3f} / {np.mean(r['trained']['general_block2']):.3f}", flush=True)
+        blocks = ' / '.join(f"{np.mean(v):.3f}" for k, v in sorted(r['trained'].items()) if k.startswith('general_block'))
+        print(f"{f.name}: law_ok {np.mean(r['trained']['law_ok']):.3f} (base {np.mean(r['base']['law_ok']):.3f}), "
+              f"general per block {blocks}", flush=True)
     md = table_and_figure(results, a.out)
     (a.out/'long_horizon.md').write_text(md + '\n')
     print(md)
