@@ -39,9 +39,11 @@ def run_one(student: str, method: str, seed: int, out: Path, params: list[tuple[
     return folder
 
 
-def _ms(xs) -> str:
+def _ms(xs, sign: str = '') -> str:
+    "Mean ± sample std (one value: the value); `sign='+'` writes the sign of a change."
     xs = np.asarray(xs, float)
-    return f"{xs.mean():.3f} ± {xs.std(ddof=1):.3f}" if len(xs) > 1 else f"{xs.mean():.3f}"
+    m = f"{xs.mean():{sign}.3f}"
+    return f"{m} ± {xs.std(ddof=1):.3f}" if len(xs) > 1 else m
 
 
 def _se(sums: list[dict], key: str) -> str:
@@ -75,10 +77,10 @@ def table(out: Path, students, methods, seeds) -> str:
             a = lambda key, dom: [_part(d, 'after', dom, key) for d in sums]
             dl = lambda key, dom: [_part(d, 'after', dom, key) - _part(d, 'before', dom, key) for d in sums]
             wall = [d['wall_time_s'] / 60 for d in sums]
-            rows.append(f"| {s} | {m} | {len(sums)} | {_ms(a('law_ok', 'physics'))} | {_ms(dl('law_ok', 'physics'))} ({_se(sums, 'law_ok')}) "
-                        f"| {_ms(a('physics_score', 'physics'))} | {_ms(dl('physics_score', 'physics'))} ({_se(sums, 'physics_score')}) "
-                        f"| {_ms(a('general_score', 'general'))} | {_ms(dl('general_score', 'general'))} ({_se(sums, 'general_score')}) | "
-                        + " | ".join(_ms(a(k, 'general')) for k in GENERAL_PARTS) + f" | {_ms(wall)} |")
+            rows.append(f"| {s} | {m} | {len(sums)} | {_ms(a('law_ok', 'physics'))} | {_ms(dl('law_ok', 'physics'), '+')} ({_se(sums, 'law_ok')}) "
+                        f"| {_ms(a('physics_score', 'physics'))} | {_ms(dl('physics_score', 'physics'), '+')} ({_se(sums, 'physics_score')}) "
+                        f"| {_ms(a('general_score', 'general'))} | {_ms(dl('general_score', 'general'), '+')} ({_se(sums, 'general_score')}) | "
+                        + " | ".join(_ms(a(k, 'general')) for k in GENERAL_PARTS) + f" | {np.mean(wall):.1f} |")
     return '\n'.join(rows)
 
 
