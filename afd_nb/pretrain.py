@@ -13,6 +13,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from fastcore.basics import patch
 from tqdm.auto import tqdm
 
 from .core import frames_to_batch
@@ -248,7 +249,8 @@ def _recipe(self: PretrainRun) -> dict:
     "The config's recipe, the student's output head and its codec: what a resumed run must keep."
     return {**self.cfg.recipe(), 'prediction': self.student.preset.prediction, 'codec': self.student.preset.codec}
 
-def _save(self: PretrainRun) -> Path:
+@patch
+def save(self: PretrainRun) -> Path:
     "Atomic checkpoint: weights, EMA, optimiser, RNG states, step, history -> `out/checkpoint/`."
     from safetensors.torch import save_file
     tmp, old = self.out/'checkpoint.tmp', self.out/'checkpoint.old'
@@ -267,7 +269,8 @@ def _save(self: PretrainRun) -> Path:
     shutil.rmtree(old, ignore_errors=True)
     return self.ckpt_dir
 
-def _load(self: PretrainRun) -> None:
+@patch
+def load(self: PretrainRun) -> None:
     "Restore everything `save` wrote (from `checkpoint/`, or `checkpoint.old/` if a save was cut between renames)."
     from safetensors.torch import load_file
     d = self.ckpt_dir if self.ckpt_dir.exists() else self.out/'checkpoint.old'
@@ -283,8 +286,6 @@ def _load(self: PretrainRun) -> None:
     self.opt.load_state_dict(st['optimizer']); torch.set_rng_state(st['torch_rng']); np.random.set_state(st['numpy_rng'])
     self.step, self.train_seconds, self.history = p['step'], p['train_seconds'], p['history']
 
-PretrainRun.save, PretrainRun.load = _save, _load
-
 # %% ../nbs/27_pretrain.ipynb #70eb2b09
 def _mean_targets(st, corpus: Corpus, idx: torch.Tensor, x0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     "`x0` with chunk 0 replaced by its prompt's mean (`corpus.means`) in the clips whose chunk 0 is at σ = 1."
@@ -298,7 +299,8 @@ def _mean_targets(st, corpus: Corpus, idx: torch.Tensor, x0: torch.Tensor, t: to
     out = x0.clone(); out[sel, :, :b] = m[:, :, :b]
     return out
 
-def _train_step(self: PretrainRun, corpus: Corpus) -> dict:
+@patch
+def train_step(self: PretrainRun, corpus: Corpus) -> dict:
     "One optimisation step on a batch drawn by `step_generator(seed, step)`; returns its log record."
     cfg, st = self.cfg, self.student
     g = step_generator(cfg.seed, self.step)
@@ -328,8 +330,6 @@ def _train_step(self: PretrainRun, corpus: Corpus) -> dict:
     self.ema_student.text.clear_cache()   # its weights just moved: cached prompt embeddings are stale
     self.step += 1
     return {'step': self.step, 'loss': loss.item(), 'grad_norm': float(gn), 'lr': lr, 'phase': 1 if first else 2}
-
-PretrainRun.train_step = _train_step
 
 # %% ../nbs/27_pretrain.ipynb #ec445cc7
 def sample_grid(student, prompts: Sequence[str], seed: int = 0, fps: float = 8.0, n_frames: int = 8):
@@ -361,6 +361,7 @@ def plot_history(history: Sequence[dict], path: str | Path | None = None):
     return fig
 
 # %% ../nbs/27_pretrain.ipynb #dedefec7
+@patch
 def _periodic(self: PretrainRun) -> None:
     "Sample grid / evaluation / checkpoint when their period divides the step."
     import matplotlib.pyplot as plt
@@ -374,7 +375,8 @@ def _periodic(self: PretrainRun) -> None:
         self.history.append({'step': s, 'eval': res.headline()})
     if cfg.ckpt_every and s % cfg.ckpt_every == 0: self.save()
 
-def _train(self: PretrainRun, corpus: Corpus, progress: bool = True) -> 'PretrainRun':
+@patch
+def train(self: PretrainRun, corpus: Corpus, progress: bool = True) -> 'PretrainRun':
     "Train until `cfg.iterations` (or `cfg.max_minutes` of training wall time), resuming from `self.step`."
     cfg = self.cfg
     bar = tqdm(total=cfg.iterations, initial=self.step, desc='pretrain', disable=not progress)
@@ -389,8 +391,6 @@ def _train(self: PretrainRun, corpus: Corpus, progress: bool = True) -> 'Pretrai
     bar.close()
     self.save()
     return self
-
-PretrainRun._periodic, PretrainRun.train = _periodic, _train
 
 # %% ../nbs/27_pretrain.ipynb #7ffb43dd
 def save_pretrained_student(run: PretrainRun, folder: str | Path, dtype: torch.dtype | None = None) -> Path:

@@ -12,6 +12,7 @@ from functools import lru_cache
 from typing import Callable, Sequence
 
 import torch
+from fastcore.basics import patch
 import torch.nn.functional as F
 from torch import nn
 from diffusers import WanTransformer3DModel
@@ -186,7 +187,8 @@ def _frame_times(t, B: int, F: int, block_size: int, device) -> torch.Tensor:
                          f"[{t.min().item():g}, {t.max().item():g}]: divide by 1000?")
     return t
 
-def _velocity(self: CausalWan, x_t: torch.Tensor, t, clean: torch.Tensor | None = None,
+@patch
+def velocity(self: CausalWan, x_t: torch.Tensor, t, clean: torch.Tensor | None = None,
              text_emb: torch.Tensor | None = None, text_mask: torch.Tensor | None = None, *,
              block_size: int | None = None, frame_offset: int = 0, attention: str = 'blocks') -> torch.Tensor:
     """Teacher-forced velocities `[B, C, F, H, W]` of all chunks of `x_t [B, C, F, H, W]` (E1-E2).
@@ -213,11 +215,11 @@ def _velocity(self: CausalWan, x_t: torch.Tensor, t, clean: torch.Tensor | None 
     else: raise ValueError(f"attention must be 'blocks' or 'mask', got {attention!r}")
     return self._run(xs, 1000 * t, pos, self.embed_text(text_emb, text_mask), plan, out_from=fc)
 
-CausalWan.velocity = _velocity
-CausalWan.forward = _velocity
+CausalWan.forward = CausalWan.velocity
 
 # %% ../nbs/20_student.ipynb #1cdf782e
-def _rollout(self: CausalWan, text_emb: torch.Tensor, num_frames: int | None = None,
+@patch
+def rollout(self: CausalWan, text_emb: torch.Tensor, num_frames: int | None = None,
              generator: torch.Generator | None = None, *, text_mask: torch.Tensor | None = None,
              sigmas: Sequence[float] | None = None, block_size: int | None = None,
              latent_hw: tuple[int, int] | None = None, use_cache: bool = True,
@@ -276,8 +278,6 @@ def _rollout_body(self, text_emb, num_frames, generator, text_mask, sigmas, bloc
                 self._run(out[:, :, f0:f1], torch.zeros(B, f, device=dev), tuple(range(f0, f1)), text, plan, text_kvs[False], out_from=f)
             cache.length = f1 * n
     return out
-
-CausalWan.rollout = _rollout
 
 def sdedit_sigmas(sigmas: Sequence[float], start: float) -> list[float]:
     "The steps of an SDEdit re-draw from noise level `start`: `start`, then the sampler's `sigmas` below it."
