@@ -45,6 +45,7 @@ def velocity_target(x0: Tensor, noise: Tensor) -> Tensor:
     if x0.shape != noise.shape: raise ValueError(f"x0 {tuple(x0.shape)} and noise {tuple(noise.shape)} differ in shape")
     return noise - x0
 
+# %% ../nbs/01_flow.ipynb #3ff68cf7
 def x0_from_velocity(x_t: Tensor, v: Tensor, t: float | Tensor) -> Tensor:
     "(E2) the clean estimate `x̂0 = x_t - t v` from a (predicted) velocity `v`; `t` as in `expand_t`."
     return x_t - expand_t(t, x_t) * v
@@ -59,6 +60,7 @@ def shift_time(t: float | Tensor, shift: float) -> float | Tensor:
     if not shift > 0: raise ValueError(f"shift must be positive, got {shift}")
     return shift * t / (1 + (shift - 1) * t)
 
+# %% ../nbs/01_flow.ipynb #ea309bee
 def warp_timesteps(steps: Sequence[float] | Tensor, shift: float, num_train_timesteps: int = 1000) -> Tensor:
     "(E3) on the scheduler's scale: `N σ(steps / N)`, float64 `[len(steps)]`; e.g. `[1000, 750, 500, 250]`, 5 -> `[1000, 937.5, 833.3, 625]`."
     s = torch.as_tensor(steps, dtype=torch.float64).reshape(-1)
@@ -99,6 +101,7 @@ def few_step_sample(velocity_fn: VelocityFn, noise: Tensor, sigmas: Sequence[flo
             x = add_noise(x0_hat, _next_noise(x, x0_hat, sj, eta, generator), s[j + 1])
     return x0_hat
 
+# %% ../nbs/01_flow.ipynb #3ebd748a
 def _next_noise(x: Tensor, x0_hat: Tensor, sj: float, eta: float, generator: torch.Generator | None) -> Tensor:
     "The noise a re-noise step uses: fresh (η = 1, drawn from `generator`), the step's own ε̂ (η = 0), or their mix."
     own = (x - (1 - sj) * x0_hat) / sj if sj > 0 else torch.zeros_like(x)
@@ -107,6 +110,7 @@ def _next_noise(x: Tensor, x0_hat: Tensor, sj: float, eta: float, generator: tor
     fresh = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=dev).to(x.device)
     return fresh if eta == 1 else eta * fresh + math.sqrt(1 - eta ** 2) * own
 
+# %% ../nbs/01_flow.ipynb #048bc090
 def euler_sample(velocity_fn: VelocityFn, noise: Tensor, num_steps: int, shift: float = 1.0,
                  callback: Callable[[int, Tensor], None] | None = None) -> Tensor:
     """Euler integration of the ODE `dx/dt = v(x, t)` from `t = 1` (`noise` `[B, ...]`) to `t = 0` on the grid
@@ -151,12 +155,14 @@ def _gmm_terms(x_t, t, weights, means, stds):
     V = a**2 * s**2 + t**2
     return w, mu, s, t, a, V, x_t[:, None, :] - a[:, :, None] * mu
 
+# %% ../nbs/01_flow.ipynb #fe9dc143
 def gmm_posterior(x_t: Tensor, t: float | Tensor, weights, means, stds) -> Tensor:
     "Posterior over components `γ_k(x_t) ∝ w_k N(x_t; (1-t) μ_k, V_k I)`, `[N, K]`; `x_t` `[N, D]`, `t` number or `[N]`."
     w, mu, s, t, a, V, d = _gmm_terms(x_t, t, weights, means, stds)
     logp = torch.log(w) - 0.5 * mu.shape[1] * torch.log(V) - 0.5 * (d**2).sum(-1) / V
     return torch.softmax(logp, dim=-1)
 
+# %% ../nbs/01_flow.ipynb #3c280503
 def gmm_component_velocity(x_t: Tensor, t: float | Tensor, weights, means, stds) -> Tensor:
     "`E[ε - x0 | x_t, k] = ((t - a s_k²)/V_k)(x_t - a μ_k) - μ_k`, `[N, K, D]` (a = 1 - t, V_k = a² s_k² + t²)."
     w, mu, s, t, a, V, d = _gmm_terms(x_t, t, weights, means, stds)
@@ -169,6 +175,7 @@ def gmm_velocity(x_t: Tensor, t: float | Tensor, weights, means, stds) -> Tensor
     gamma = gmm_posterior(x_t, t, weights, means, stds)
     return (gamma[..., None] * gmm_component_velocity(x_t, t, weights, means, stds)).sum(1)
 
+# %% ../nbs/01_flow.ipynb #be5b7f9f
 def gmm_sample(n: int, weights, means, stds, generator: torch.Generator | None = None,
                dtype: torch.dtype = torch.float32) -> Tensor:
     "`n` draws `[n, D]` from `Σ_k w_k N(μ_k, s_k² I)`."

@@ -144,6 +144,7 @@ class Fit:
     e: float
     rmse: float
 
+# %% ../nbs/12_metrics.ipynb #fe808c3e
 def _model(theta, spec) -> Scene:
     "Scene from the parameter vector: per body x, y (+ free velocity comps), then e, then g when free."
     L, bodies, i = spec['L'], [], 0
@@ -231,6 +232,7 @@ def _graded(rmse: float, scale: float = RMSE_SCALE) -> float:
     "A graded sub-score of a position error: exp(-rmse / scale), 0 for NaN (no fit)."
     return 0.0 if not np.isfinite(rmse) else float(np.exp(-rmse / scale))
 
+# %% ../nbs/12_metrics.ipynb #b37d428b
 def bounce_frames(y: np.ndarray, radius: float, L: float = WORLD_SIZE, eps: float = 0.05) -> list[int]:
     "Frames of the visible floor bounces in heights y [F] (NaN = unseen): the lowest frame of each fall-then-rise turn in the lower half."
     out, falling, low, low_f = [], False, math.inf, -1
@@ -372,6 +374,7 @@ def optical_flow(a: np.ndarray, b: np.ndarray, min_side: int = 128) -> np.ndarra
     flow = cv2.calcOpticalFlowFarneback(up(a), up(b), None, 0.5, 3, 15, 3, 5, 1.2, 0)
     return cv2.resize(flow, (W, H), interpolation=cv2.INTER_AREA) / s if s > 1 else flow
 
+# %% ../nbs/12_metrics.ipynb #6592ee07
 def temporal_flickering(frames: np.ndarray, background: np.ndarray | None = None) -> float:
     "VBench temporal flickering (255 - mean |f_i - f_i+1|) / 255, over `background` [F, H, W] pixels if given."
     f = frames.astype(np.float32)
@@ -380,6 +383,7 @@ def temporal_flickering(frames: np.ndarray, background: np.ndarray | None = None
     both = background[1:] & background[:-1]
     return float((255 - diff[both].mean()) / 255) if both.any() else math.nan
 
+# %% ../nbs/12_metrics.ipynb #71cd5694
 def interpolate_middle(f0: np.ndarray, f2: np.ndarray) -> np.ndarray:
     "The frame half-way between uint8 frames f0 and f2 [H, W, 3], by warping both along the flow."
     g0, g2 = _gray(np.stack([f0, f2]))
@@ -396,6 +400,7 @@ def motion_smoothness(frames: np.ndarray) -> float:
             for i in range(1, len(frames) - 1, 2)]
     return float((255 - np.mean(maes)) / 255)
 
+# %% ../nbs/12_metrics.ipynb #b7f203a8
 def dynamic_degree(frames: np.ndarray, fps: float) -> tuple[bool, list[float]]:
     "VBench dynamic degree of one clip: (dynamic?, per-pair mean of the top 5% flow magnitudes)."
     sub = _gray(frames[::max(1, round(fps / 8))])
@@ -431,6 +436,7 @@ def place_ok(pp, fit: Fit, size: tuple[int, int]) -> bool:
             if not lo - slack[c] <= b.pos[c] <= hi + slack[c]: return False
     return True
 
+# %% ../nbs/12_metrics.ipynb #4aef25ae
 def follow_checks(pp, fit: Fit | None, size: tuple[int, int]) -> dict:
     "`direction_ok`, `place_ok`: 1.0 / 0.0 (0.0 without a fit), NaN where the prompt's scenario has no such check."
     out = dict(direction_ok=math.nan, place_ok=math.nan)
@@ -485,6 +491,7 @@ class LearnedMetric:
         raise NotImplementedError(f"{self.name}: afd_nb does not implement this network; subclass "
                                   f"{type(self).__name__} and load the weights from {self.path} in `score`")
 
+# %% ../nbs/12_metrics.ipynb #84fbc333
 class VBenchMetric(LearnedMetric):
     "VBench's learned dimensions (subject/background consistency, aesthetic/imaging quality); setting `vbench`."
     key, name = 'vbench', 'VBench (learned dimensions)'

@@ -36,6 +36,7 @@ def restore_rng(state: dict, generators: dict[str, torch.Generator] | None = Non
             raise KeyError(f"the saved RNG state has no generator {k!r} (it has {sorted(state['generators'])})")
         g.set_state(state['generators'][k])
 
+# %% ../nbs/35_run_state.ipynb #e48b15ef
 @contextmanager
 def preserved_rng(generators: dict[str, torch.Generator] | None = None):
     "Run side work (evaluation, plots) without moving any generator: states are restored on exit."
@@ -56,6 +57,7 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     os.replace(tmp, path)
     return path
 
+# %% ../nbs/35_run_state.ipynb #198603b1
 def tmp_checkpoint_dir(root: str | Path, step: int) -> Path:
     "The hidden folder a checkpoint of `step` is written into before it is renamed (same name on every process)."
     return Path(root)/f".tmp-{checkpoint_name(step)}"
@@ -79,6 +81,7 @@ def publish_checkpoint(root: str | Path, step: int, keep: int = 2) -> Path:
         if p != final: shutil.rmtree(p, ignore_errors=True)
     return final
 
+# %% ../nbs/35_run_state.ipynb #fdbbeb81
 def write_checkpoint(root: str | Path, step: int, write: Callable[[Path], None], keep: int = 2) -> Path:
     "One-process atomic checkpoint: `write(tmp)` fills a fresh temporary folder, then `publish_checkpoint`."
     tmp = tmp_checkpoint_dir(root, step)
@@ -89,6 +92,7 @@ def write_checkpoint(root: str | Path, step: int, write: Callable[[Path], None],
         shutil.rmtree(tmp, ignore_errors=True); raise
     return publish_checkpoint(root, step, keep)
 
+# %% ../nbs/35_run_state.ipynb #1bd23033
 def latest_checkpoint(root: str | Path) -> Path | None:
     "The folder `latest` names under `root`, or None when there is no complete checkpoint."
     p = Path(root)/LATEST
@@ -115,6 +119,7 @@ def append_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
     with open(path, 'a') as f:
         for r in rows: f.write(json.dumps(_clean(r)) + '\n')
 
+# %% ../nbs/35_run_state.ipynb #768b01a7
 def write_jsonl(path: str | Path, rows: Iterable[dict]) -> Path:
     "Replace the JSONL file `path` by `rows`, atomically."
     return atomic_write_text(path, ''.join(json.dumps(_clean(r)) + '\n' for r in rows))
@@ -182,6 +187,7 @@ def plot_curves(rows: Sequence[dict], smooth: int = 5):
     fig.tight_layout()
     return fig
 
+# %% ../nbs/35_run_state.ipynb #33e1c4b4
 def save_curves(rows: Sequence[dict], path: str | Path) -> Path:
     "Write `plot_curves(rows)` as a PNG."
     import matplotlib.pyplot as plt
@@ -217,6 +223,7 @@ def save_training(self) -> Path | None:
     self.acc.wait_for_everyone()
     return final
 
+# %% ../nbs/35_run_state.ipynb #85315d4c
 def check_resumable(self, state: dict, folder: Path) -> None:
     "Raise, naming each, when the checkpoint in `folder` was written with settings outside `RESUMABLE` that differ from the run's."
     from afd_nb.train import RESUMABLE, TrainConfig
@@ -231,6 +238,7 @@ def check_resumable(self, state: dict, folder: Path) -> None:
     if diff: raise ValueError(f"{folder} belongs to a run with other settings ({'; '.join(diff)}): resume it with "
                               f"those settings, or pass another out_dir")
 
+# %% ../nbs/35_run_state.ipynb #f807e48c
 def resume_training(self) -> Path | None:
     "Load the newest checkpoint of the trainer's `out_dir` (if any): adapters, φ, optimisers, RNG, step, metrics. Returns its folder."
     from afd_nb.train import load_disc_state
@@ -248,4 +256,3 @@ def resume_training(self) -> Path | None:
     self.step, self.elapsed, self.history = state['step'], state['elapsed_s'], read_jsonl(ck/'metrics.jsonl')
     if self.is_main: write_jsonl(self.out_dir/'metrics.jsonl', self.history)  # drop rows past the checkpoint
     return ck
-

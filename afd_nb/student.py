@@ -56,6 +56,7 @@ def edm_scalings(sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     d = (1 - sigma) ** 2 + sigma ** 2            # Var(x_t) for unit-variance data
     return (1 - sigma) / d, sigma / d.sqrt()
 
+# %% ../nbs/20_student.ipynb #ad65ed44
 @dataclass
 class RolloutStep:
     "What the rollout callback receives at each denoising step (tensors float32 `[B, C, f, H, W]`)."
@@ -68,6 +69,7 @@ class RolloutStep:
     cache_frames: int
     cache_bytes: int
 
+# %% ../nbs/20_student.ipynb #cb198d25
 class CausalWan(nn.Module):
     "Block-causal student around a diffusers `WanTransformer3DModel` (kept as `.transformer`, processors installed)."
     def __init__(self, transformer: WanTransformer3DModel, block_size: int = 3,
@@ -279,6 +281,7 @@ def _rollout_body(self, text_emb, num_frames, generator, text_mask, sigmas, bloc
             cache.length = f1 * n
     return out
 
+# %% ../nbs/20_student.ipynb #aece3e8e
 def sdedit_sigmas(sigmas: Sequence[float], start: float) -> list[float]:
     "The steps of an SDEdit re-draw from noise level `start`: `start`, then the sampler's `sigmas` below it."
     if not 0 < start <= 1: raise ValueError(f"an SDEdit start level must be in (0, 1], got {start!r}")
@@ -312,6 +315,7 @@ class StudentPreset:
     @property
     def sigmas(self) -> tuple[float, ...]: return tuple(timesteps_to_sigmas(self.timesteps, self.shift))
 
+# %% ../nbs/20_student.ipynb #a86e116f
 def _preset(name: str, size: str, block_size: int) -> StudentPreset:
     real = size == 'real'
     return StudentPreset(name, size, block_size, (1000., 750., 500., 250.), 5.0, 21 if real else 12,
@@ -328,6 +332,7 @@ def get_preset(name: str, size: str = 'tiny', block_size: int | None = None) -> 
     p = PRESETS[name][size]
     return p if block_size is None else dataclasses.replace(p, block_size=int(block_size))
 
+# %% ../nbs/20_student.ipynb #3290661c
 def tiny_layout(preset: StudentPreset, frames_per_latent: int) -> StudentPreset:
     """The tiny `preset` with `frames_per_latent` pixel frames in each latent frame: codec `'pixel:Fx4x4'`, latents
     `[48F, 24/F, 8, 8]` for the tiny clip, and the clip and its AR blocks keep their length in pixel frames (the
@@ -416,6 +421,7 @@ def _place(model: WanTransformer3DModel, device: torch.device, dtype: torch.dtyp
     model.rope = type(model.rope)(c.attention_head_dim, c.patch_size, c.rope_max_seq_len).to(device)
     return model
 
+# %% ../nbs/20_student.ipynb #db83c953
 def _settings_checkpoint(preset: StudentPreset) -> Path:
     s, key = get_settings(), preset.settings_key
     p = s.path(key)
@@ -435,6 +441,7 @@ def _preset_from_folder(folder: Path, preset: StudentPreset) -> StudentPreset:
         {**v, 'patch_size': tuple(v['patch_size'])} if k == 'transformer' else v)
     return dataclasses.replace(preset, **{k: fix(k, v) for k, v in cfg.items() if k in names})
 
+# %% ../nbs/20_student.ipynb #15047ddb
 def load_student(name: str = 'self_forcing', size: str = 'tiny', checkpoint=None, device=None, *,
                  dtype=None, block_size: int | None = None, checkpoint_key: str | None = None) -> Student:
     "Build student `name` ('self_forcing' | 'causal_forcing') at `size` ('tiny' | 'real') with its weights (see above)."
@@ -471,6 +478,7 @@ def load_student(name: str = 'self_forcing', size: str = 'tiny', checkpoint=None
                              preset.prediction).eval(),
                    preset, source=source, text_path=text_path)
 
+# %% ../nbs/20_student.ipynb #e592c676
 def save_student(student: Student, folder: str | Path, text: bool | None = None, dtype: torch.dtype | None = None) -> Path:
     """Write a kit student folder: `config.json` (the preset), `model.safetensors` (backbone, diffusers keys) and,
     with `text` (default: a tiny student whose encoder is loaded), its text encoder in `text/`. `dtype` (e.g.

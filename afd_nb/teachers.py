@@ -48,6 +48,7 @@ class Teacher(abc.ABC):
     def describe(self) -> str: return f"{type(self).__name__} ({self.teacher_id})"
     def __repr__(self) -> str: return self.describe()
 
+# %% ../nbs/11_teachers.ipynb #f4a33b01
 def _short_hash(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
@@ -367,6 +368,7 @@ def default_cache_dir() -> Path:
     "Setting `teacher_cache`, else `runs_dir()/teacher_cache`."
     return get_settings().path('teacher_cache') or runs_dir()/'teacher_cache'
 
+# %% ../nbs/11_teachers.ipynb #929bca59
 def _frames_sha(frames: np.ndarray) -> str: return hashlib.sha256(np.ascontiguousarray(frames).tobytes()).hexdigest()
 
 def _write_json_atomic(path: Path, obj: dict):
@@ -495,6 +497,7 @@ def interleave(groups: dict[str, list]) -> list:
         out.append(groups[k][taken[k]]); taken[k] += 1
     return out
 
+# %% ../nbs/11_teachers.ipynb #5b012ac2
 def make_prompt_splits(domain: str, train: dict[str, int], eval: dict[str, int], seed: int,
                        world: str = 'benchmark') -> dict[str, list[str]]:
     """Disjoint `{'train': [...], 'eval': [...]}` of distinct `domain` prompts with `train[scenario]` /
@@ -509,6 +512,7 @@ def make_prompt_splits(domain: str, train: dict[str, int], eval: dict[str, int],
         split['eval'][scen], split['train'][scen] = pool[:ne], pool[ne:]
     return {s: interleave(g) for s, g in split.items()}
 
+# %% ../nbs/11_teachers.ipynb #1de0c80c
 def prompts_path(domain: str, split: str, root: str | Path | None = None) -> Path:
     return Path(root or data_samples_dir())/'prompts'/f"{domain}_{split}.txt"
 
@@ -520,6 +524,7 @@ def load_prompts(domain: str, split: str, root: str | Path | None = None) -> lis
     if not f.is_file(): raise FileNotFoundError(f"{f} is missing: run afd_nb.teachers.write_data_samples() to make it")
     return f.read_text().splitlines()
 
+# %% ../nbs/11_teachers.ipynb #25f40a7b
 def write_data_samples(root: str | Path | None = None, n_clips: int = 8, seed: int = 0) -> list[Path]:
     "Write the prompt splits and `n_clips` PhysicsTeacher clips (physics train prompts, `seed`) with their manifest."
     root, written = Path(root or data_samples_dir()), []

@@ -59,6 +59,7 @@ def noised(tr, x0: torch.Tensor, groups: Sequence | None, t: torch.Tensor | None
     t, noise = t.to(x0.device), noise.to(x0.device, x0.dtype)
     return t, add_noise(x0, noise, t), velocity_target(x0, noise)
 
+# %% ../nbs/36_update.ipynb #221b5050
 def afd_losses(tr, x0: torch.Tensor, emb: torch.Tensor, mask: torch.Tensor, r: torch.Tensor,
                groups: Sequence | None = None, t: torch.Tensor | None = None, noise: torch.Tensor | None = None) -> dict:
     """(E11) on rollouts `x0` `[b, C, f, h, w]` with weights `r` `[b]`, at times `t` `[b, F]` and `noise` (default:
@@ -71,6 +72,7 @@ def afd_losses(tr, x0: torch.Tensor, emb: torch.Tensor, mask: torch.Tensor, r: t
     kw = dict(adaptive=c.adaptive, x0_space=c.loss_space == 'x0', x_t=x_t, t=t, x0=x0)
     return afd_loss(v_theta, ref['old'], v_ref, v, r.to(v_theta.device), c.beta, c.prior_weight, **kw)
 
+# %% ../nbs/36_update.ipynb #3e1cc1d3
 def sft_losses(tr, x0: torch.Tensor, emb: torch.Tensor, mask: torch.Tensor,
                t: torch.Tensor | None = None, noise: torch.Tensor | None = None) -> dict:
     "Off-policy flow matching on teacher latents `x0` `[b, C, f, h, w]` (history from the teacher clip) `+ λ L_prior`: `dict(loss, fm, prior)`."
@@ -83,6 +85,7 @@ def sft_losses(tr, x0: torch.Tensor, emb: torch.Tensor, mask: torch.Tensor,
     prior = prior_loss(v_theta, ref['ref']).mean() if use_prior else torch.zeros((), device=fm.device)
     return dict(loss=fm + (c.prior_weight * prior if use_prior else 0), fm=float(fm.detach()), prior=float(prior.detach()))
 
+# %% ../nbs/36_update.ipynb #9b9386c1
 def anchor_losses(tr, x0: torch.Tensor, emb: torch.Tensor, mask: torch.Tensor,
                   t: torch.Tensor | None = None, noise: torch.Tensor | None = None) -> dict:
     """(E10) alone on anchor rollouts `x0` `[b, C, f, h, w]` (prompts the update should leave as they are):
@@ -107,10 +110,12 @@ def student_step(tr, loss: torch.Tensor) -> float:
     tr.acc.backward(loss)
     return optimizer_step(tr)
 
+# %% ../nbs/36_update.ipynb #357e9faf
 def mean_rows(rows: list[dict], w: Sequence[float] | None = None) -> dict:
     "Weighted means (`w`, default equal) of the rows' values, key by key: `{key: float}`."
     return {k: float(np.average([r[k] for r in rows], weights=w)) for k in rows[0]}
 
+# %% ../nbs/36_update.ipynb #ae223a52
 def _passes(tr, x0, idx: list[int], groups: Sequence | None, loss_fn) -> list[tuple]:
     "`(loss thunk, share of rows)` per pass of `micro_batch` rows: rollouts `idx` of `x0` × `noise_draws` fresh (t, ε)."
     K = tr.cfg.noise_draws
@@ -141,6 +146,7 @@ def accumulated_step(tr, x0, emb, mask, r, idx: list[int], groups: Sequence | No
     extra = mean_rows(*parts['anchor']) if anchors is not None else {}
     return {**mean_rows(*parts['main']), **extra, 'grad_norm': optimizer_step(tr)}
 
+# %% ../nbs/36_update.ipynb #b34968c0
 def student_updates(tr, x0, emb, mask, r=None, groups: Sequence | None = None, anchors: tuple | None = None) -> dict:
     """The student steps of one batch `x0` `[B, ...]`: minibatches of `minibatch_size` rollouts in random order, each an
     `accumulated_step` (with `groups`, the prompt ids `[B]`, rollouts of one group share the k-th draw; `anchors`
