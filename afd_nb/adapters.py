@@ -41,6 +41,7 @@ def lora_layers(model: nn.Module) -> list[BaseTunerLayer]:
     "The peft-wrapped layers of `model`."
     return [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
 
+# %% ../nbs/23_adapters.ipynb #8dcce2a6
 def adapter_names(model: nn.Module) -> list[str]:
     return list(getattr(model, 'peft_config', {}) or {})
 
@@ -62,6 +63,7 @@ def _upcast(model: nn.Module, name: str) -> None:
             for part in (layer.lora_A, layer.lora_B):
                 if name in part and part[name].weight.dtype in (torch.float16, torch.bfloat16): part[name].float()
 
+# %% ../nbs/23_adapters.ipynb #7ee9e8d2
 def add_adapters(model: nn.Module, rank: int = 16, alpha: float | None = None, targets: str = 'all') -> nn.Module:
     """Add LoRA adapters `default` and `old` (= `default`) on the `targets` projections (`LORA_TARGET_SETS`) of a
     diffusers model; view `default`; only `default` trainable; both adapters fp32 (on a bf16/fp16 backbone too)."""
@@ -93,6 +95,7 @@ def set_view(model: nn.Module, view: str) -> None:
 def current_view(model: nn.Module) -> str:
     return getattr(model, '_afd_view', 'default' if adapter_names(model) else 'ref')
 
+# %% ../nbs/23_adapters.ipynb #5f876bb1
 @contextmanager
 def view(model: nn.Module, name: str):
     "Context manager: run under view `name`, then restore the previous view."
@@ -118,6 +121,7 @@ def save_adapter(model: nn.Module, folder: str | Path, name: str = 'default') ->
     model.peft_config[name].save_pretrained(str(folder))
     return folder
 
+# %% ../nbs/23_adapters.ipynb #a02e74e2
 def _lora_signature(cfg) -> tuple:
     return (cfg.r, float(cfg.lora_alpha), str(cfg.target_modules))
 

@@ -65,6 +65,7 @@ def sees(q: Segment, k: Segment) -> bool:
     if q.clean: return k.clean and k.block <= q.block
     return (k.clean and k.block < q.block) or k == q
 
+# %% ../nbs/19_attention.ipynb #0030484a
 def _blocks(num_frames: int, block_size: int) -> list[tuple[int, int]]:
     if block_size < 1: raise ValueError(f"block_size must be >= 1, got {block_size}")
     return [(f0, min(f0 + block_size, num_frames)) for f0 in range(0, num_frames, block_size)]
@@ -75,6 +76,7 @@ def teacher_forcing_layout(num_frames: int, block_size: int) -> tuple[Segment, .
     return (tuple(Segment(True, k, f0, f1) for k, (f0, f1) in enumerate(bl[:-1])) +
             tuple(Segment(False, k, f0, f1) for k, (f0, f1) in enumerate(bl)))
 
+# %% ../nbs/19_attention.ipynb #7ec6c515
 def history_layout(block: int, num_frames: int, block_size: int) -> tuple[Segment, ...]:
     "`[clean blocks 0..block-1 | noisy block]`: one rollout step recomputed without a cache."
     bl = _blocks(num_frames, block_size)
@@ -109,6 +111,7 @@ def segment_plan(layout: tuple[Segment, ...], tokens_per_frame: int) -> SegmentP
     return SegmentPlan([s.frames * tokens_per_frame for s in layout],
                        [tuple(j for j, k in enumerate(layout) if sees(q, k)) for q in layout])
 
+# %% ../nbs/19_attention.ipynb #8414fa63
 class KVCache:
     "Self-attention keys/values of every layer, `[B, H, T, D]`, for `T` tokens; `length` tokens are committed."
     def __init__(self, num_layers: int, batch: int, heads: int, tokens: int, head_dim: int,
@@ -120,6 +123,7 @@ class KVCache:
     @property
     def nbytes(self) -> int: return sum(t[:, :, :self.length].numel() * t.element_size() for t in self.k + self.v)
 
+# %% ../nbs/19_attention.ipynb #dce258e9
 class CachePlan:
     "A chunk at token offset `start` writes its k/v into the cache slot `[start, start+L)` and attends to `[0, start+L)`."
     def __init__(self, cache: KVCache, start: int): self.cache, self.start = cache, start
@@ -152,6 +156,7 @@ class KitSelfAttnProcessor:
         o = o.transpose(1, 2).flatten(2).type_as(q)
         return attn.to_out[1](attn.to_out[0](o))
 
+# %% ../nbs/19_attention.ipynb #32c82411
 class KitCrossAttnProcessor:
     "Cross-attention to the prompt; `attention_mask` may be a dict that keeps each layer's prompt k/v."
     def __init__(self, layer: int): self.layer = layer
@@ -166,6 +171,7 @@ class KitCrossAttnProcessor:
         o = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).flatten(2).type_as(q)
         return attn.to_out[1](attn.to_out[0](o))
 
+# %% ../nbs/19_attention.ipynb #774d6317
 def install_processors(model: WanTransformer3DModel) -> None:
     "Set the kit's processors on every block (the plain `model(...)` forward keeps its exact result)."
     for i, b in enumerate(model.blocks):

@@ -53,6 +53,7 @@ def _convert(sd: Mapping[str, torch.Tensor], src: int) -> dict[str, torch.Tensor
         out[nk] = v
     return out
 
+# %% ../nbs/24_checkpoints.ipynb #be752b93
 def original_to_diffusers(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     "Original Wan key names (`blocks.0.self_attn.q.weight`, ...) -> diffusers' (`blocks.0.attn1.to_q.weight`, ...)."
     return _convert(sd, 0)
@@ -95,6 +96,7 @@ def read_checkpoint(path: str | Path, key: str | None = None) -> dict[str, torch
     except RuntimeError: obj = torch.load(path, map_location='cpu', weights_only=True)  # old (non-zip) format
     return _pick(obj, key, path)
 
+# %% ../nbs/24_checkpoints.ipynb #0e694887
 def is_original_format(keys) -> bool:
     "Do these keys use the original Wan names?"
     return any('.self_attn.' in k or '.cross_attn.' in k or k.startswith(('head.', 'time_embedding.', 'text_embedding.'))
@@ -120,6 +122,7 @@ def _few(keys, n: int = 5) -> str:
     keys = sorted(keys)
     return ', '.join(keys[:n]) + (f", ... ({len(keys)} in all)" if len(keys) > n else f" ({len(keys)})")
 
+# %% ../nbs/24_checkpoints.ipynb #9198daef
 def base_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     "The backbone's state dict under its own names, also when peft has wrapped layers (`x.base_layer.weight` -> `x.weight`)."
     return {k.replace('.base_layer.', '.'): v for k, v in model.state_dict().items() if '.lora_' not in k}
@@ -136,6 +139,7 @@ def check_state_dict(model: nn.Module, sd: Mapping[str, torch.Tensor], source: s
     bad = [f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(want[k])}" for k in want if sd[k].shape != want[k]]
     if bad: raise CheckpointMismatch(f"{source} has wrong shapes (another model size?): " + '; '.join(bad[:5]))
 
+# %% ../nbs/24_checkpoints.ipynb #48d8e24f
 def load_transformer_weights(model: nn.Module, sd: Mapping[str, torch.Tensor], source: str = 'checkpoint') -> nn.Module:
     "Convert `sd` (any supported key format), check it against `model`, load it (assigned if `model` is on meta)."
     if getattr(model, 'peft_config', None): raise ValueError("load the backbone weights before adding adapters")

@@ -25,6 +25,7 @@ class Codec(Protocol):
     def latent_shape(self, pixel_shape: Sequence[int]) -> tuple[int, int, int, int]: ...
     def pixel_shape(self, latent_shape: Sequence[int]) -> tuple[int, int, int]: ...
 
+# %% ../nbs/21_codec.ipynb #f2e32dd1
 def _check_video(x: torch.Tensor, channels: int, what: str) -> None:
     if x.ndim != 5 or x.shape[1] != channels:
         raise ValueError(f"expected {what} [B, {channels}, F, H, W], got {tuple(x.shape)}")
@@ -173,6 +174,7 @@ def wan_vae_from_state_dict(sd: dict):
     vae.load_state_dict(sd, strict=True, assign=True)
     return vae
 
+# %% ../nbs/21_codec.ipynb #68d8d749
 def _load_wan_vae(path: Path):
     from diffusers import AutoencoderKLWan
     if not path.exists(): raise FileNotFoundError(f"Wan VAE path {path} does not exist")

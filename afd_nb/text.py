@@ -30,6 +30,7 @@ def _pre_tokenizer():
     from tokenizers import pre_tokenizers
     return pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation('isolated')])
 
+# %% ../nbs/22_text.ipynb #86d70ab1
 def build_world_tokenizer(words: Sequence[str], max_length: int = 32):
     "A word-level `PreTrainedTokenizerFast` over `words` (+ punctuation): `[PAD]`=0, `[EOS]`=1 appended, `[UNK]`=2."
     from tokenizers import Tokenizer, models, processors
@@ -166,6 +167,7 @@ def attribute_values() -> dict[str, tuple[str, ...]]:
             'size': size, 'direction': obj(DIRECTIONS), 'speed': ('-', 'slowly', 'quickly'), 'place': obj(PLACES),
             'shape2': obj(SHAPES), 'color2': obj(COLORS), 'size2': size}
 
+# %% ../nbs/22_text.ipynb #7b4980fd
 _ANY_PROMPT = 'a red ball moves up'   # stands in for a prompt outside the grammar (its tokens are then masked out)
 
 def in_grammar(prompt: str) -> bool:
@@ -174,6 +176,7 @@ def in_grammar(prompt: str) -> bool:
     try: parse_prompt(prompt); return True
     except ValueError: return False
 
+# %% ../nbs/22_text.ipynb #f9ff4644
 def prompt_attributes(prompt: str) -> dict[str, str]:
     "A grammar prompt -> `{slot: value}` for every slot of `ATTRIBUTE_SLOTS` ('-' where unsaid)."
     from afd_nb.world import parse_prompt
@@ -187,7 +190,6 @@ def prompt_attributes(prompt: str) -> dict[str, str]:
         out[f'size{key}'] = (o[k]['size'] or '-') if ok else '-'
     out['direction'], out['speed'] = o[0]['direction'] or '-', o[0]['speed'] or '-'
     return out
-
 
 # %% ../nbs/22_text.ipynb #ab37caa3
 class AttributeTokens(torch.nn.Module):
@@ -248,6 +250,7 @@ def build_tiny_text_encoder(words: Sequence[str], seed: int = 0, max_length: int
     attrs = AttributeTokens(model.config.d_model, seed) if attributes else None
     return TextEncoder(model, tok, max_length, attributes=attrs)
 
+# %% ../nbs/22_text.ipynb #34fe16b2
 def _world_words() -> list[str]:
     try: from afd_nb.world import vocabulary
     except ImportError as e:
@@ -262,6 +265,7 @@ def _umt5_path() -> Path:
     raise FileNotFoundError(f"no umT5 text encoder: set `umt5` in {s.source or 'settings.ini'} (or AFD_UMT5=/path), "
                             "a folder with the encoder and its tokenizer, or `wan_base`; or pass path=")
 
+# %% ../nbs/22_text.ipynb #d82d5083
 def load_text_encoder(size: str = 'tiny', path: str | Path | None = None, device: str | torch.device | None = None,
                       attributes: bool = False) -> TextEncoder:
     """`'tiny'`: the world's tiny umT5 (built, with `AttributeTokens` if `attributes`, or loaded from `path` with

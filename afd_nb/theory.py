@@ -140,6 +140,7 @@ class LogisticReward:
     def __post_init__(self): self.w = torch.as_tensor(self.w, dtype=torch.float64)
     def __call__(self, x0: Tensor) -> Tensor: return torch.sigmoid(x0 @ self.w.to(x0) + self.b)
 
+# %% ../nbs/02_theory.ipynb #2bb51c20
 def sample_tilted(gmm: GMM, reward: Callable[[Tensor], Tensor], n: int,
                   generator: torch.Generator | None = None, dtype=torch.float64) -> tuple[Tensor, Tensor]:
     "(T1) exact draws by rejection from n draws of p_old: accepted ones follow p+, rejected ones p-; `([n+, D], [n-, D])`."
@@ -177,6 +178,7 @@ def exact_tilt(gmm: GMM, reward: ProbitReward, x_t: Tensor, t: float | Tensor) -
         return velocity_from_score(x_t, t, score)
     return Tilt(velocity_of(reward), velocity_of(reward.complement()), tilt_alpha(gmm, reward, x_t, t))
 
+# %% ../nbs/02_theory.ipynb #5d85430a
 def tilted_velocity(gmm: GMM, reward: Callable[[Tensor], Tensor], x_t: Tensor, t: float | Tensor,
                     n_samples: int = 4096, generator: torch.Generator | None = None) -> Tilt:
     "(T2) Monte Carlo: v+, v-, alpha from `n_samples` exact draws `x0 ~ p_old(x0 | x_t)` per row, weighted by r; t in (0, 1]."
@@ -216,6 +218,7 @@ class _threads:
         if self.n: torch.set_num_threads(self.n)
     def __exit__(self, *exc): torch.set_num_threads(self.old)
 
+# %% ../nbs/02_theory.ipynb #72aa916e
 class ToyVelocityNet(nn.Module):
     "A small MLP `v_theta(x_t, t)`: `x_t` `[N, D]`, `t` a float or `[N]` -> velocity `[N, D]`."
     def __init__(self, dim: int = 2, width: int = 64, depth: int = 3):
@@ -226,6 +229,7 @@ class ToyVelocityNet(nn.Module):
     def forward(self, x_t: Tensor, t: float | Tensor) -> Tensor:
         return self.net(torch.cat([x_t, _time_column(t, x_t)], 1))
 
+# %% ../nbs/02_theory.ipynb #581f39dc
 def train_nft_toy(gmm: GMM, reward: Callable[[Tensor], Tensor], beta: float = 1.0, steps: int = 4000,
                   batch: int = 1024, lr: float = 3e-3, width: int = 64, seed: int = 0, eval_every: int = 0,
                   evaluate: Callable[[nn.Module], float] | None = None, num_threads: int | None = 1
@@ -257,6 +261,7 @@ def bt_loss_reference(d_teacher: Tensor, d_student: Tensor) -> Tensor:
     if d_teacher.shape != d_student.shape: raise ValueError(f"pairs must match: {tuple(d_teacher.shape)} vs {tuple(d_student.shape)}")
     return nn.functional.softplus(d_student - d_teacher)
 
+# %% ../nbs/02_theory.ipynb #fa9021dd
 def train_bt_toy(sample_teacher: Callable[[int, torch.Generator], Tensor],
                  sample_student: Callable[[int, torch.Generator], Tensor], dim: int = 1, steps: int = 2000,
                  batch: int = 1024, lr: float = 5e-3, width: int = 64, seed: int = 0, eval_every: int = 0,

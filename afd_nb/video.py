@@ -71,6 +71,7 @@ class CorruptVideoError(ValueError):
 class MissingVideoError(CorruptVideoError, FileNotFoundError):
     "A video file that does not exist (also a `FileNotFoundError`)."
 
+# %% ../nbs/03_video_io.ipynb #70f045f0
 def _as_frames_fps(clip_or_frames, fps) -> tuple[np.ndarray, float, str]:
     if isinstance(clip_or_frames, Clip): return clip_or_frames.frames, float(fps or clip_or_frames.fps), clip_or_frames.prompt
     if fps is None: raise ValueError("fps is required when writing a bare frame array; pass fps=... or a Clip")
@@ -92,6 +93,7 @@ def _encode(target, frames: np.ndarray, fps: float, lossless: bool = False, crf:
             box.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")))
         box.mux(stream.encode())
 
+# %% ../nbs/03_video_io.ipynb #9ce49f3f
 def write_video(path: str | Path, clip_or_frames: Clip | np.ndarray, fps: float | None = None,
                 lossless: bool = False, crf: int = 18, pix_fmt: str = "yuv420p") -> Path:
     """Write a `Clip` (or uint8 frames `[F, H, W, 3]` with `fps`) to the mp4 `path`, atomically (temp file + `os.replace`).
@@ -166,6 +168,7 @@ def _center_crop(frames: np.ndarray, aspect_hw: float) -> np.ndarray:
     h = max(1, round(W * aspect_hw)); y = (H - h) // 2
     return frames[:, y:y + h]
 
+# %% ../nbs/03_video_io.ipynb #00a0ada5
 def resize_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     "Resize uint8 `[F, H, W, 3]` to `size = (H', W')`: `cv2.INTER_AREA` to shrink, `cv2.INTER_LINEAR` to enlarge."
     H, W = frames.shape[1:3]
@@ -173,6 +176,7 @@ def resize_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     interp = cv2.INTER_AREA if size[0] * size[1] < H * W else cv2.INTER_LINEAR
     return np.stack([cv2.resize(f, (size[1], size[0]), interpolation=interp) for f in frames])
 
+# %% ../nbs/03_video_io.ipynb #7fdc1fa8
 def conform(clip: Clip, size: tuple[int, int] | None = None, fps: float | None = None,
             num_frames: int | None = None, crop: str = "center", pad: bool = True) -> Clip:
     """`clip` in the format `size = (H, W)`, `fps`, `num_frames` (each None: keep / cover the source's duration).

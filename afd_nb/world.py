@@ -132,6 +132,7 @@ class Trajectory:
     vel: np.ndarray
     events: list[Event]
 
+# %% ../nbs/10_world.ipynb #a6424970
 _WALLS = ((0, 'left', 'right'), (1, 'floor', 'ceiling'))
 
 def _next_event(p, v, a, r, rc, L):
@@ -173,6 +174,7 @@ def _apply_collision(i, j, p, v, m, eb, resting) -> Event:
         if v[k, 1] != 0.0: resting[k] = False
     return Event(0.0, 'collision', (i, j), u, eb * u)
 
+# %% ../nbs/10_world.ipynb #fff3bd3c
 def _run(scene: Scene, t_end: float, max_events: int = 10_000):
     "Closed-form segments (t0 [S], pos, vel, acc [S, N, 2]) and events of `scene` up to `t_end`."
     L, g, e = scene.world_size, scene.gravity, scene.restitution
@@ -223,6 +225,7 @@ def frame_times(fps: float, num_frames: int) -> np.ndarray:
     if fps <= 0 or num_frames < 1: raise ValueError(f"need fps > 0 and num_frames >= 1, got {fps}, {num_frames}")
     return np.arange(num_frames) / float(fps)
 
+# %% ../nbs/10_world.ipynb #82dc19f9
 def _hw(size) -> tuple[int, int]:
     H, W = (size, size) if np.isscalar(size) else tuple(size)
     if H < 1 or W < 1: raise ValueError(f"size must be positive, got {size}")
@@ -234,6 +237,7 @@ def world_to_pixel(xy: np.ndarray, size, world_size: float = WORLD_SIZE) -> np.n
     xy = np.asarray(xy, float)
     return np.stack([xy[..., 0] * W / world_size - 0.5, (world_size - xy[..., 1]) * H / world_size - 0.5], -1)
 
+# %% ../nbs/10_world.ipynb #cd52957c
 def pixel_to_world(uv: np.ndarray, size, world_size: float = WORLD_SIZE) -> np.ndarray:
     "Pixel-centre (column u, row v) [..., 2] -> world (x, y) [..., 2]; the inverse of `world_to_pixel`."
     H, W = _hw(size)
@@ -268,6 +272,7 @@ def draw(bodies: list[Body], pos: np.ndarray, size=32, world_size: float = WORLD
         out[f0:f0 + step] = np.clip(np.rint(img), 0, 255).astype(np.uint8)
     return out
 
+# %% ../nbs/10_world.ipynb #f64a99b8
 def render(scene: Scene, size=32, fps: float = 8.0, num_frames: int = 24) -> np.ndarray:
     "uint8 clip [F, H, W, 3] of `scene` sampled at `fps` (frame i at i / fps); `size` int or (H, W)."
     return draw(scene.bodies, simulate(scene, frame_times(fps, num_frames)).pos, size, scene.world_size)
@@ -292,6 +297,7 @@ class ParsedPrompt:
     attributes: dict
 
 # %% ../nbs/10_world.ipynb #5d61035a
+# one unit: `prompt_text` and the two phrase helpers only it uses
 def _obj_text(o: dict) -> str:
     words = f"{o['size'] + ' ' if o['size'] else ''}{o['color']} {o['shape']}"
     return f"{'an' if words[0] in 'aeiou' else 'a'} {words}"
@@ -314,6 +320,7 @@ def prompt_text(scenario: str, attributes: dict) -> str:
     raise ValueError(f"unknown scenario {scenario!r}; scenarios: {SCENARIOS}")
 
 # %% ../nbs/10_world.ipynb #21a8b0fd
+# one unit: the three regex builders that `_PATTERNS` below is made of (used only there)
 def _alt(words) -> str: return '|'.join(sorted(map(re.escape, words), key=len, reverse=True))
 
 def _obj_re(k: int, shapes=SHAPES) -> str:
@@ -348,6 +355,7 @@ def vocabulary() -> list[str]:
         for w in group: words |= set(w.split())
     return sorted(w for w in words | {'a', 'an'} if re.fullmatch(r"[a-z]+", w))
 
+# %% ../nbs/10_world.ipynb #e15c48fe
 def _normalise(prompt: str) -> str:
     if not isinstance(prompt, str): raise TypeError(f"a prompt is a string, got {type(prompt).__name__}")
     return ' '.join(prompt.lower().strip().rstrip('.').split())
@@ -386,6 +394,7 @@ def _start(rng, d: float, r: float, L: float) -> float:
     lo, hi = (r + 0.2, 0.6 * L) if d > 0 else (0.4 * L, L - r - 0.2) if d < 0 else (r + 0.5, L - r - 0.5)
     return _uniform(rng, (lo, hi))
 
+# %% ../nbs/10_world.ipynb #23c2200a
 def _mover(rng, o: dict, L: float) -> Body:
     r = _uniform(rng, SIZES[o['size']])
     d = DIRECTION_VECTORS[o['direction']]
@@ -462,6 +471,7 @@ def _random_attributes(scen: str, rng, shapes=SHAPES) -> dict:
     if scen == 'throw': o['direction'] = str(rng.choice(['right', 'left']))
     return {'objects': (o,), 'place': str(rng.choice(PLACES)) if scen == 'drop' else None}
 
+# %% ../nbs/10_world.ipynb #11cbd7fa
 def world_scenarios(domain: str, world: str = 'benchmark') -> tuple[str, ...]:
     "The scenarios of `domain` in `world` ('benchmark': the default, ball-only and single-object general; 'full')."
     if world not in WORLDS: raise ValueError(f"unknown world {world!r}; use one of {tuple(WORLDS)}")
