@@ -111,6 +111,7 @@ def default_device(device: str | torch.device | None = None) -> torch.device:
         print(f"afd_nb: device {dev}{extra}")
     return dev
 
+# %% ../nbs/00_core.ipynb #b7954c99
 _DTYPES = {'float32': torch.float32, 'fp32': torch.float32, 'bfloat16': torch.bfloat16, 'bf16': torch.bfloat16,
            'float16': torch.float16, 'fp16': torch.float16}
 
@@ -123,6 +124,7 @@ def default_dtype(device: torch.device | str | None = None, dtype: str | torch.d
         return _DTYPES[name]
     return torch.bfloat16 if torch.device(device or default_device()).type == 'cuda' else torch.float32
 
+# %% ../nbs/00_core.ipynb #a72d3762
 def seed_everything(seed: int) -> torch.Generator:
     "Seed Python, NumPy and torch (all devices); returns a CPU `torch.Generator` seeded with `seed`."
     random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
@@ -144,6 +146,7 @@ def video_to_frames(video: torch.Tensor) -> np.ndarray:
     u = video.detach().float().add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8)
     return u.permute(1, 2, 3, 0).cpu().numpy()
 
+# %% ../nbs/00_core.ipynb #60829323
 def frames_to_batch(clips: Sequence[np.ndarray]) -> torch.Tensor:
     "A list of B uint8 clips `[F, H, W, 3]` of one shape -> float batch `[B, 3, F, H, W]` in [-1, 1]."
     shapes = {tuple(c.shape) for c in clips}

@@ -64,6 +64,7 @@ def eval_prompts() -> set[str]:
     "The normalised eval prompts of both domains (`data_samples/prompts/*_eval.txt`): never trained on."
     return {_norm(p) for d in ('general', 'physics') for p in load_prompts(d, 'eval')}
 
+# %% ../nbs/26_corpus.ipynb #f254a50a
 MULTI_OBJECT = {'general': 'two_objects', 'physics': 'collision'}   # each domain's two-object scenario
 # The benchmark corpus draws `move` three times as often as `bounce_walls`: moves carry the direction and speed words.
 BENCHMARK_TURNS = {'general': ('move', 'move', 'move', 'bounce_walls'), 'physics': ('drop', 'throw', 'collision')}

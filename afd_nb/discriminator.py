@@ -21,11 +21,13 @@ def bt_loss(d_teacher: torch.Tensor, d_student: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"scores must be prompt-paired: shapes {tuple(d_teacher.shape)} vs {tuple(d_student.shape)}")
     return F.softplus(d_student - d_teacher).mean()
 
+# %% ../nbs/30_discriminator.ipynb #2c897ed1
 def nonpaired_loss(d_teacher: torch.Tensor, d_student: torch.Tensor) -> torch.Tensor:
     """The non-paired GAN loss (binary cross-entropy, teacher 1, student 0): `mean softplus(-D(y_T)) + mean softplus(D(y_S))`
     over scores `[B_T]`, `[B_S]`; the ablation of (E4), which compares each clip with its prompt's other clip instead."""
     return F.softplus(-d_teacher).mean() + F.softplus(d_student).mean()
 
+# %% ../nbs/30_discriminator.ipynb #1dedbd22
 def bt_accuracy(d_teacher: torch.Tensor, d_student: torch.Tensor) -> float:
     "Fraction of pairs the discriminator orders correctly (teacher above student)."
     return float((d_teacher > d_student).float().mean())

@@ -35,6 +35,7 @@ def score_clip(clip: Clip, prompt: str | None = None) -> dict:
     rep['prompt'] = prompt
     return rep
 
+# %% ../nbs/25_evaluate.ipynb #742c23ab
 @dataclass
 class EvalResult:
     "Clips, their reports, and aggregates per domain: `summary[domain][field] = {'mean', 'std', 'n'}`."
@@ -56,6 +57,7 @@ class EvalResult:
         h = ', '.join(f'{k}={v:.3f}' for k, v in self.headline().items())
         return f"EvalResult({len(self.clips)} clips: {h})"
 
+# %% ../nbs/25_evaluate.ipynb #becbafc1
 def failed_report(prompt: str, err: Exception) -> dict:
     "The report of a clip whose scoring raised (e.g. the world's fit cannot settle a degenerate blob): scores 0."
     pp = parse_prompt(prompt)
@@ -116,11 +118,13 @@ def sample_clips(student, prompts: Sequence[str], seed: int = 0, batch_size: int
         clips += [Clip(f, fps, p) for f, p in zip(frames, batch)]
     return clips
 
+# %% ../nbs/25_evaluate.ipynb #6016da57
 def evaluate_student(student, prompts: Sequence[str], seed: int = 0, batch_size: int = 16,
                      progress: bool = True, num_frames: int | None = None) -> EvalResult:
     "Roll out `student` on `prompts` (`num_frames` latent frames, default its own) and score the clips (see `evaluate_clips`)."
     return evaluate_clips(sample_clips(student, prompts, seed, batch_size, progress, num_frames), progress=progress)
 
+# %% ../nbs/25_evaluate.ipynb #47bd55d1
 def split_clips(clips: Sequence[Clip], frames: int) -> list[list[Clip]]:
     "Each clip cut into consecutive blocks of `frames` pixel frames: `blocks[b][i]` is block b of clip i (a short tail is dropped)."
     n = min(len(c.frames) for c in clips) // frames

@@ -21,6 +21,7 @@ def _expand_r(r: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"r must have shape [B] = [{x.shape[0]}], got {tuple(r.shape)}")
     return r.to(x.dtype)
 
+# %% ../nbs/32_nft.ipynb #27972c6c
 def implicit_policies(v_theta: torch.Tensor, v_old: torch.Tensor, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
     "(E8) `v⁺ = (1-β) v_old + β v_θ`, `v⁻ = (1+β) v_old - β v_θ` (v_old detached); shapes as `v_theta`."
     v_old = v_old.detach()
@@ -40,6 +41,7 @@ def _sq_err(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor | None = None) -> 
     e = (a - b) ** 2
     return _per_sample_mean(e if t is None else e * expand_t(t, e) ** 2)
 
+# %% ../nbs/32_nft.ipynb #1e12b1a7
 def nft_loss(v_theta: torch.Tensor, v_old: torch.Tensor, v_target: torch.Tensor, r: torch.Tensor, beta: float,
              adaptive: bool = False, x_t: torch.Tensor | None = None, t: torch.Tensor | None = None,
              x0: torch.Tensor | None = None, x0_space: bool = False) -> torch.Tensor:

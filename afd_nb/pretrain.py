@@ -47,6 +47,7 @@ def text_embeddings(text, prompts: Sequence[str], device=None) -> tuple[torch.Te
     dev = device or text.device
     return h.to(dev), mask.to(dev)
 
+# %% ../nbs/27_pretrain.ipynb #41c93533
 def flow_loss(model, text, x0: torch.Tensor, prompts: Sequence[str], t_chunks: torch.Tensor, noise: torch.Tensor,
               object_weight: float = 0.0, background: float = 1.0, first_chunk_weight: float = 1.0,
               history: torch.Tensor | None = None, sigma_power: float = 0.0, head_weight: bool = False) -> torch.Tensor:
@@ -177,6 +178,7 @@ def step_generator(seed: int, step: int) -> torch.Generator:
     "The generator of all random draws of training step `step` (stateless: exact resume)."
     return torch.Generator().manual_seed(int(seed) * 1_000_003 + int(step))
 
+# %% ../nbs/27_pretrain.ipynb #9d3df581
 @torch.no_grad()
 def ema_update(ema: Sequence[torch.Tensor], params: Sequence[torch.Tensor], decay: float) -> None:
     "`ema ← decay·ema + (1 - decay)·params`, in place."
@@ -216,6 +218,7 @@ def _load_tensors(student, text, sd: dict) -> None:
     text.model.load_state_dict(tsd, strict=False)
     if asd: text.attributes.load_state_dict(asd)
 
+# %% ../nbs/27_pretrain.ipynb #e8a9263d
 class PretrainRun:
     "Live `student` + `text`, their EMA copies (`ema_student` with `ema_student.text`), AdamW, `step`, `history`."
     def __init__(self, student, text, cfg: PretrainConfig, out_dir: str | Path):
@@ -249,6 +252,7 @@ def _recipe(self: PretrainRun) -> dict:
     "The config's recipe, the student's output head and its codec: what a resumed run must keep."
     return {**self.cfg.recipe(), 'prediction': self.student.preset.prediction, 'codec': self.student.preset.codec}
 
+# %% ../nbs/27_pretrain.ipynb #4fd4e4b5
 @patch
 def save(self: PretrainRun) -> Path:
     "Atomic checkpoint: weights, EMA, optimiser, RNG states, step, history -> `out/checkpoint/`."

@@ -60,6 +60,7 @@ class Snapshot:
     r: torch.Tensor
     meta: dict = field(default_factory=dict)
 
+# %% ../nbs/37_snapshots.ipynb #ca7bd11b
 def _snapshot_dir(run: str | Path) -> Path:
     run = Path(run)
     return run if run.name == SNAPSHOT_DIR else run/SNAPSHOT_DIR

@@ -121,6 +121,7 @@ def chat_text(user_text: str) -> str:
     return (f"<|im_start|>system\n{QWEN_SYSTEM}<|im_end|>\n<|im_start|>user\n"
             f"<|vision_start|><|video_pad|><|vision_end|>{user_text}<|im_end|>\n<|im_start|>assistant\n")
 
+# %% ../nbs/34_videoalign.ipynb #cd63afd3
 def check_template(template: str) -> str:
     "`template` must hold `{text_prompt}` and each reward token once, in the order VQ, MQ, TA."
     pos = [template.find(t) for t in REWARD_TOKENS]
@@ -141,6 +142,7 @@ def load_template(source: str | Path) -> str:
             return check_template(node.value.value)
     raise ValueError(f"{p} has no string DETAILED_PROMPT_WITH_SPECIAL_TOKEN (VideoAlign's prompt_template.py)")
 
+# %% ../nbs/34_videoalign.ipynb #b25dbb83
 def fill_template(template: str, prompt: str) -> str:
     "The instructions for one prompt, inserted as given (plain replacement: braces in prompts are kept as they are)."
     if not isinstance(prompt, str) or not prompt.strip(): raise ValueError(f"VideoAlign needs a non-empty prompt, got {prompt!r}")
@@ -321,6 +323,7 @@ def _model_config_json(model: VideoAlignRewardModel) -> dict:
     if model.norm: cfg['inference_config'] = {f'{d}_{s}': model.norm[d][i] for d in DIMS for i, s in enumerate(('mean', 'std'))}
     return cfg
 
+# %% ../nbs/34_videoalign.ipynb #6507dd0e
 @patch
 def save_pretrained(model: VideoAlignRewardModel, folder: str | Path, step: int = 0) -> Path:
     "Write `model` in the released layout (plus config.json, videoalign_preprocess.json, prompt_template.txt)."
@@ -350,6 +353,7 @@ def _load_config(folder: Path, ck: Path, base: str | Path | None, vocab_size: in
     if base: raise FileNotFoundError(f"base={base} has no config.json (a Qwen2-VL-2B-Instruct folder has one)")
     return qwen2vl_2b_config(vocab_size)
 
+# %% ../nbs/34_videoalign.ipynb #84690a6c
 def _check_chat_template(tok) -> None:
     "Warn when the tokenizer's own chat template lays out a video turn differently from `chat_text`."
     if not getattr(tok, 'chat_template', None): return
