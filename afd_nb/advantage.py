@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+from fastcore.basics import patch_to
 
 # %% auto #0
 __all__ = ['BASELINES', 'advantages', 'nft_weights', 'advantage_stats', 'rank_correlation', 'darkness_reward', 'advantage_table',
@@ -98,7 +99,8 @@ def advantage_inspector(student_clips: Sequence, teacher_clips: Sequence, scores
     return W.VBox([slider, out])
 
 # %% ../nbs/31_advantage.ipynb #562e0ba7
-def _advantage_inspector_from_run(run, iteration: int | None = None, n_frames: int = 6):
+@patch_to(advantage_inspector)
+def from_run(run, iteration: int | None = None, n_frames: int = 6):
     """`advantage_inspector` on the batch of `iteration` (default: the last saved) of training run `run` (the job's
     `out_dir`, trained with `inspect_every` > 0): its rollouts, teacher clips, scores, baseline, clip and prompt ids.
     A run on several processes saved the main process's share, whose advantages are recomputed over that share."""
@@ -106,5 +108,3 @@ def _advantage_inspector_from_run(run, iteration: int | None = None, n_frames: i
     s = load_snapshot(run, iteration)
     return advantage_inspector(s.student, s.teacher, s.scores, s.meta.get('baseline', 'batch'), s.prompt_ids, n_frames,
                                s.meta.get('adv_clip', 5.0))
-
-advantage_inspector.from_run = _advantage_inspector_from_run

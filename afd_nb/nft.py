@@ -6,6 +6,7 @@ optional adaptive weight, the training times at the sampler's levels, and the ol
 # %% ../nbs/32_nft.ipynb #8a8987e3
 from __future__ import annotations
 import torch
+from fastcore.basics import patch_to
 
 # %% auto #0
 __all__ = ['implicit_policies', 'nft_loss', 'level_draws', 'prior_loss', 'afd_loss', 'old_policy_decay', 'ema_',
@@ -137,7 +138,8 @@ def nft_inspector(student, x0: torch.Tensor, prompt: str, chunk: int = 0, beta: 
     return W.VBox([slider, out])
 
 # %% ../nbs/32_nft.ipynb #6841d173
-def _nft_inspector_from_run(run, iteration: int | None = None, row: int = 0, chunk: int = 0, seed: int = 0):
+@patch_to(nft_inspector)
+def from_run(run, iteration: int | None = None, row: int = 0, chunk: int = 0, seed: int = 0):
     """`nft_inspector` on rollout `row` of the batch of `iteration` (default: the last saved) of training run `run`, under
     the run's newest checkpoint (θ and θ_old, `load_run_student`) and its β; the rollout's latents are its saved frames
     encoded by the student's codec: exact up to uint8 rounding for the tiny pixel codec, a lossy re-encoding for the
@@ -148,5 +150,3 @@ def _nft_inspector_from_run(run, iteration: int | None = None, row: int = 0, chu
     student = load_run_student(run)
     x0 = student.codec.encode(s.student[row].to_video()[None].to(student.device)).float()
     return nft_inspector(student, x0, s.prompts[row], chunk, s.meta.get('beta', 0.1), seed)
-
-nft_inspector.from_run = _nft_inspector_from_run
