@@ -2,6 +2,6 @@
 
 Modules:
 
-- `afd_nb.train`: One training loop for AFD (Algorithm 1 of METHOD.md) and for the paper's baselines (off-policy SFT here; GAN and score-free DMD in `afd_nb.baselines`), built on accelerate: on-policy rollouts of `θ_old`, Bradley–Terry discriminator steps (E4), weights (E6)–(E7), the DiffusionNFT update with the prior (E8)–(E11), the old-policy EMA; metrics, plots, evaluation, atomic checkpoints and exact resume."""
+- `afd_nb.train`: Algorithm 1 of METHOD.md, one iteration at a time, and the loop that runs it: on-policy rollouts of `θ_old`, Bradley–Terry discriminator steps (E4), weights (E6)–(E7), the DiffusionNFT update with the prior (E8)–(E11), the old-policy EMA. The paper's baselines (SFT here; GAN and score-free DMD in `afd_nb.baselines`) run in the same loop on the same teacher clips, each with its own iteration."""
 
 __version__ = "0.0.1"

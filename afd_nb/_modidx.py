@@ -542,6 +542,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'afd_nb.trainer.TeacherClips._conform': ('trainer.html#teacherclips._conform', 'afd_nb/trainer.py'),
                                 'afd_nb.trainer.TeacherClips.videos': ('trainer.html#teacherclips.videos', 'afd_nb/trainer.py'),
                                 'afd_nb.trainer.TrainConfig': ('trainer.html#trainconfig', 'afd_nb/trainer.py'),
+                                'afd_nb.trainer.TrainConfig.from_job': ('trainer.html#trainconfig.from_job', 'afd_nb/trainer.py'),
                                 'afd_nb.trainer.TrainConfig.problems': ('trainer.html#trainconfig.problems', 'afd_nb/trainer.py'),
                                 'afd_nb.trainer.TrainConfig.steps_per_iteration': ( 'trainer.html#trainconfig.steps_per_iteration',
                                                                                     'afd_nb/trainer.py'),

@@ -28,9 +28,9 @@ from .adapters import LORA_TARGET_SETS
 from .baselines import FakeScore
 
 # %% auto #0
-__all__ = ['METHODS', 'T_DISTS', 'LOSS_SPACES', 'D_LOSSES', 'REWARDS', 'RESUMABLE', 'TrainConfig', 'pixel_format',
-           'conform_videos', 'teacher_prompts', 'TeacherClips', 'disc_parameters', 'disc_state', 'load_disc_state',
-           'Trainer']
+__all__ = ['METHODS', 'T_DISTS', 'LOSS_SPACES', 'D_LOSSES', 'REWARDS', 'RESUMABLE', 'JOB_ONLY', 'JOB_RENAMED', 'JOB_NONE',
+           'TrainConfig', 'pixel_format', 'conform_videos', 'teacher_prompts', 'TeacherClips', 'disc_parameters',
+           'disc_state', 'load_disc_state', 'Trainer']
 
 # %% ../nbs/29_trainer.ipynb #334b1f19
 METHODS = ('afd', 'sft', 'gan', 'dmd')   # AFD and the paper's baselines (METHOD.md; gan, dmd: afd_nb.baselines)
@@ -151,6 +151,27 @@ class TrainConfig:
     def steps_per_iteration(self) -> int:
         "Optimizer steps of the student per iteration: `ceil(batch_size / minibatch_size)`."
         return -(-self.batch_size // (self.minibatch_size or self.batch_size))
+
+# %% ../nbs/29_trainer.ipynb #9257063c
+JOB_ONLY = ('student', 'size', 'checkpoint', 'teacher', 'discriminator', 'eval_prompts', 'eval_repeats', 'n_clips',
+            'max_minutes', 'threads', 'out_dir')   # the job's own settings, not the training's
+JOB_RENAMED = {'eval_prompts_periodic': 'eval_prompts'}   # the job's name -> TrainConfig's (the job's `eval_prompts` is its before/after set)
+JOB_NONE = dict(lora_rank=0, minibatch_size=0, micro_batch=0, rollout_batch=0, t_shift=0.0, old_decay=-1.0)   # the job's value for None
+
+@patch(cls_method=True)
+def from_job(cls: TrainConfig, params: dict) -> TrainConfig:
+    "The validated training settings in the job's flat parameter block `params` (name -> value); an unknown name is an error."
+    fields = {f.name for f in dataclasses.fields(cls)}
+    kw, unknown = {}, []
+    for k, v in params.items():
+        if k in JOB_ONLY: continue
+        name = JOB_RENAMED.get(k, k)
+        if name not in fields: unknown.append(k); continue
+        kw[name] = None if k in JOB_NONE and v == JOB_NONE[k] else v
+    if unknown:
+        valid = sorted((fields - set(JOB_RENAMED.values())) | set(JOB_RENAMED) | set(JOB_ONLY))
+        raise ValueError(f"unknown parameter(s) {', '.join(unknown)}; valid parameters: {', '.join(valid)}")
+    return cls(**kw).validate()
 
 # %% ../nbs/29_trainer.ipynb #6b740cac
 def pixel_format(student) -> dict:

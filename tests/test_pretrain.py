@@ -155,7 +155,7 @@ def test_mean_target_changes_only_sigma1_chunk0_loss(corpus, tmp_path):
     c = copy.copy(corpus); c.means = prompt_means(corpus, 6, k=2, cache_dir=tmp_path, progress=False)
     base = PretrainConfig(iterations=8, batch_size=2, warmup=2, ckpt_every=0, sample_every=0, seed=4)
     st = random_student('self_forcing', 0)
-    # which steps draw σ = 1 for a clip's chunk 0 (the same draws as _train_step: index, then chunk times)
+    # which steps draw σ = 1 for a clip's chunk 0 (the same draws as train_step: index, then chunk times)
     hits = []
     for k in range(8):
         g = step_generator(base.seed, k); torch.randint(len(c), (2,), generator=g)

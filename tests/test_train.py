@@ -508,3 +508,21 @@ def test_teacher_rerender_redraws_the_teacher_clips_with_the_reference_student(c
     row = tr.iteration()
     assert torch.equal(seen['y_T'], a) and row['time_rerender'] > 0 and np.isfinite(row['d_loss'])
     with pytest.raises(ValueError, match='teacher_rerender'): TrainConfig(teacher_rerender=1.0).validate()
+
+
+def test_the_job_parameter_block_is_the_config_source():
+    "Every parameter of nbs/train_afd.ipynb's block is a TrainConfig field or one of the job's own; the config equals the block."
+    import pathlib
+    from afd_nb.trainer import JOB_ONLY, JOB_NONE, JOB_RENAMED
+    nb = json.loads((pathlib.Path(__file__).parents[1]/'nbs'/'train_afd.ipynb').read_text())
+    cell = next(c for c in nb['cells'] if 'parameters' in c.get('metadata', {}).get('tags', []))
+    block = {}
+    exec(''.join(cell['source']), block)
+    block = {k: v for k, v in block.items() if not k.startswith('_')}
+    block.update(teacher_rerender=0.625, inspect_every=40)   # the job resolves their automatic -1 before building the config
+    cfg = TrainConfig.from_job(block).to_dict()
+    for k, v in block.items():
+        if k in JOB_ONLY: continue
+        assert cfg[JOB_RENAMED.get(k, k)] == (None if JOB_NONE.get(k, object()) == v else v), k
+    with pytest.raises(ValueError, match="unknown parameter.s. d_learning_rate; valid parameters: .*d_lr"):
+        TrainConfig.from_job(dict(block, d_learning_rate=1.0))
