@@ -16,9 +16,11 @@ an iteration's seconds for the oracle, darkness/random and discriminator rewards
     OMP_NUM_THREADS=1 python tools/bench_afd.py [--student causal_forcing] [--batches 8 32] [--draws 1 4]
         [--micro 8] [--law-clips 32] [--eval-prompts 2] [--repeat 1] [--threads 1]
 """
-import argparse, os, time, warnings
+import argparse, os, time
 
 import torch
+
+from _cli import load_tiny_student
 
 
 def best(fn, repeat: int) -> float:
@@ -38,14 +40,11 @@ def once(fn) -> float:
 def make_trainer(student: str, batch: int, draws: int, micro: int):
     "A Trainer on the shipped tiny student, no output folder, batch `batch` in groups of 4 (the job's grouping)."
     from accelerate import Accelerator
-    from afd_nb.student import load_student
     from afd_nb.teachers import load_teacher
     from afd_nb.train import Trainer, TrainConfig
     cfg = TrainConfig(batch_size=batch, group_size=4, baseline='prompt', noise_draws=draws, micro_batch=micro or None,
                       eval_every=0, ckpt_every=0, iterations=1)
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        st = load_student(student, 'tiny', device='cpu')
+    st = load_tiny_student(student, device='cpu', quiet=True)
     return Trainer(st, load_teacher('physics'), cfg, None, progress=False, accelerator=Accelerator(cpu=True))
 
 

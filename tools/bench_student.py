@@ -14,9 +14,9 @@
 Timings are the minimum over `--repeat` runs (the machine is shared); CPU time is printed beside wall time.
 Usage: python tools/bench_student.py [--repeat 5] [--batch 1] [--device cpu] [--threads 0]
 """
-import argparse, os, time, warnings
+import argparse, os, time
 import torch
-from afd_nb.student import load_student
+from _cli import load_tiny_student, setup_threads
 
 
 def best(fn, repeat):
@@ -39,11 +39,9 @@ def main():
     ap.add_argument('--device', default='cpu')
     ap.add_argument('--threads', type=int, default=0, help='torch threads (0: torch default); 1 is steadier on a busy machine')
     a = ap.parse_args()
-    if a.threads: torch.set_num_threads(a.threads)
+    setup_threads(a.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}")
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')  # an untrained tiny student is fine for timing
-        st = load_student('self_forcing', 'tiny', device=a.device)
+    st = load_tiny_student('self_forcing', device=a.device, quiet=True)   # an untrained tiny student is fine for timing
     print(st)
     emb = torch.randn(a.batch, 32, st.transformer.config.text_dim)
     print(f"\n1. rollout of {st.preset.num_frames} latent frames (24 pixel frames), batch {a.batch}, "

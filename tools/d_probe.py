@@ -39,6 +39,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from _cli import load_tiny_student, setup_threads, student_args
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -176,7 +178,7 @@ def rollout_pool(tr, student, reps: int, seed: int, cache: Path, against: str = 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('--student', default='causal_forcing')
+    student_args(ap, checkpoint=False)
     ap.add_argument('--d-lr', type=float, default=5e-4)
     ap.add_argument('--d-width', type=int, default=32)
     ap.add_argument('--steps', type=int, default=160)
@@ -196,19 +198,17 @@ def main(argv=None):
                     help="share of world-pretraining pairs whose negative is a true-law render of another prompt")
     ap.add_argument('--against', default='student', choices=['student', 'world'],
                     help="what D tells the teacher from: base-student rollouts, or the world's renders under wrong laws")
-    ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--seed', type=int, default=0)
     a = ap.parse_args(argv)
     if a.pool < 2 or a.pool % 2: ap.error(f"--pool {a.pool}: an even number >= 2 (half the rollouts train D, half are held out)")
-    torch.set_num_threads(a.threads)
+    setup_threads(a.threads)
     from accelerate import Accelerator
     from afd_nb.advantage import rank_correlation
     from afd_nb.discriminator import PhysicsDiscriminator, bt_loss
-    from afd_nb.student import load_student
     from afd_nb.teachers import load_teacher
     from afd_nb.train import TrainConfig, Trainer, disc_parameters
 
-    student = load_student(a.student)
+    student = load_tiny_student(a.student)
     tr = Trainer(student, load_teacher('physics'), TrainConfig(iterations=1, eval_every=0, seed=a.seed), None,
                  progress=False, accelerator=Accelerator(cpu=True))
     if a.augment and not 2 <= a.augment <= tr.fmt['num_frames']:

@@ -17,6 +17,8 @@ import math
 import numpy as np
 import torch
 
+from _cli import load_tiny_student, setup_threads, student_args
+
 DIRECTIONS = ('to the right', 'to the left', 'up', 'down')
 COLOURS = ('red', 'blue', 'green', 'purple', 'orange', 'black')
 
@@ -66,17 +68,14 @@ def text_effect(st, n: int, sigmas=(0.95, 0.9, 0.8, 0.75, 0.5)) -> list[tuple[fl
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('--student', default='causal_forcing')
-    ap.add_argument('--checkpoint', default=None, help="a student folder (default: the shipped weights)")
+    student_args(ap)
     ap.add_argument('--n', type=int, default=12, help="prompts per direction (colours in turn)")
-    ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--eta', type=float, default=1.0, help="the sampler's eta for the first table (1: fresh noise, 0: ODE)")
     a = ap.parse_args(argv)
-    torch.set_num_threads(a.threads)
+    setup_threads(a.threads)
     from afd_nb.evaluate import sample_clips
     from afd_nb.corpus import CorpusSpec, render_clip
-    from afd_nb.student import load_student
-    st = load_student(a.student, checkpoint=a.checkpoint)
+    st = load_tiny_student(a.student, a.checkpoint)
     st.model.eta = a.eta
     print(st, f"sampler eta {a.eta}")
     fmt = lambda d: f"({d[0]:+.1f}, {d[1]:+.1f})"

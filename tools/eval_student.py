@@ -12,7 +12,8 @@ its own shift). `--out FILE` writes the per-seed headlines as JSON.
 import argparse, json
 
 import numpy as np
-import torch
+
+from _cli import load_tiny_student, parse_student_specs, setup_threads
 
 
 def main(argv=None):
@@ -24,10 +25,9 @@ def main(argv=None):
     ap.add_argument('--shift', nargs='+', type=float, default=[0.0], help="sampling shifts (0: the student's own)")
     ap.add_argument('--out', default=None)
     a = ap.parse_args(argv)
-    torch.set_num_threads(a.threads)
+    setup_threads(a.threads)
     from afd_nb.evaluate import evaluate_student
     from afd_nb.flow import timesteps_to_sigmas
-    from afd_nb.student import load_student
     from afd_nb.teachers import load_prompts
     from afd_nb.evaluate import evaluate_clips
     from afd_nb.video import Clip
@@ -42,9 +42,8 @@ def main(argv=None):
               '| general_score per seed', [round(r['general/general_score'], 3) for r in rows], flush=True)
     report('teacher', [evaluate_clips([Clip(render(scene_from_prompt(p, s + i), 32, 8.0, 24), 8.0, p)
                                        for i, p in enumerate(prompts)]).headline() for s in a.seeds])
-    for spec in a.students:
-        name, _, folder = spec.partition(':')
-        st = load_student(name, checkpoint=folder or None)
+    for spec, (name, folder) in zip(a.students, parse_student_specs(a.students)):
+        st = load_tiny_student(name, folder)
         for shift in a.shift:
             st.model.sigmas = tuple(timesteps_to_sigmas(st.preset.timesteps, shift or st.preset.shift))
             rows = [evaluate_student(st, prompts, seed=s, batch_size=16, progress=False).headline() for s in a.seeds]

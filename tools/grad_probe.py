@@ -18,6 +18,8 @@ import argparse, warnings
 import numpy as np
 import torch
 
+from _cli import load_tiny_student, setup_threads, student_args
+
 
 def cos(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(a @ b / (a.norm() * b.norm() + 1e-30))
@@ -25,29 +27,27 @@ def cos(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('--student', default='causal_forcing')
+    student_args(ap, checkpoint=False)
     ap.add_argument('--prompts', type=int, default=2, help="teacher prompts the batches are drawn from (2 per batch)")
     ap.add_argument('--batches', type=int, default=3)
     ap.add_argument('--draws', type=int, default=16, help="(t, ε) draws per batch (even)")
     ap.add_argument('--shared', action='store_true', help="common random numbers: one (t, ε) per prompt group")
     ap.add_argument('--t-shift', type=float, default=None, help="(E3) shift of the training times (job `t_shift`; > 1: toward t = 1)")
-    ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--seed', type=int, default=0)
     a = ap.parse_args(argv)
     if a.draws < 2 or a.draws % 2: ap.error(f"--draws {a.draws}: an even number >= 2")
-    torch.set_num_threads(a.threads)
-    warnings.simplefilter('ignore')
+    setup_threads(a.threads)
+    warnings.simplefilter('ignore')   # the whole probe, training included
     from accelerate import Accelerator
     import afd_nb.train as T
     from afd_nb.advantage import nft_weights
     from afd_nb.evaluate import world_scores
-    from afd_nb.student import load_student
     from afd_nb.teachers import load_teacher
 
     cfg = T.TrainConfig(iterations=1, batch_size=8, group_size=4, baseline='prompt', reward='world', beta=1.0,
                         prior_weight=0.0, n_teacher_prompts=a.prompts, shared_noise=a.shared, t_shift=a.t_shift, eval_every=0,
                         seed=a.seed)
-    tr = T.Trainer(load_student(a.student), load_teacher('physics'), cfg, None, progress=False,
+    tr = T.Trainer(load_tiny_student(a.student), load_teacher('physics'), cfg, None, progress=False,
                    accelerator=Accelerator(cpu=True))
     means = []
     for nb in range(a.batches):

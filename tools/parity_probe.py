@@ -37,6 +37,7 @@ import argparse, json, time
 import numpy as np
 import torch
 
+from _cli import load_tiny_student, setup_threads, student_args
 from d_probe import blur   # tools/d_probe.py: the same separable Gaussian blur
 
 
@@ -187,8 +188,7 @@ def run_domain(student, fmt, domain: str, reps: int, a) -> dict:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('student', help="student name (self_forcing | causal_forcing)")
-    ap.add_argument('--checkpoint', default=None, help="student folder (default: the shipped weights)")
+    student_args(ap, positional=True)
     ap.add_argument('--iterations', type=int, default=80, help="D batches (the main job's iterations)")
     ap.add_argument('--d-steps', type=int, default=2)
     ap.add_argument('--batch', type=int, default=8)
@@ -208,13 +208,11 @@ def main(argv=None):
                     help="step: one teacher-forced x0 prediction; rollout: the student's AR rollout from the noised clip")
     ap.add_argument('--dump', default=None, help="physics: save per-rollout D scores and metrics (.npz)")
     ap.add_argument('--seed', type=int, default=0)
-    ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--out', default=None, help="write the results as JSON")
     a = ap.parse_args(argv)
-    torch.set_num_threads(a.threads)
-    from afd_nb.student import load_student
+    setup_threads(a.threads)
     from afd_nb.train import pixel_format
-    student = load_student(a.student, checkpoint=a.checkpoint)
+    student = load_tiny_student(a.student, a.checkpoint)
     fmt = pixel_format(student)
     rows = []
     for dom in a.domains:

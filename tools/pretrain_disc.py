@@ -12,13 +12,14 @@ teacher's: conformed to the student's format and re-drawn by the reference stude
 law it ranks above each wrong one, and writes the state that `-p d_init` loads (then trained on as usual at `d_lr`).
 """
 from __future__ import annotations
-import argparse, sys, time, warnings
+import argparse, sys, time
 from pathlib import Path
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT/'tools'))
+from _cli import load_tiny_student   # noqa: E402
 from parity_probe import rerender   # noqa: E402  the job's teacher_rerender, batched
 
 
@@ -57,13 +58,10 @@ def main(argv=None):
     from safetensors.torch import save_file
     from afd_nb.corpus import WRONG_PHYSICS
     from afd_nb.discriminator import PhysicsDiscriminator, bt_loss
-    from afd_nb.student import load_student
     from afd_nb.teachers import load_prompts
     from afd_nb.train import disc_parameters, disc_state, pixel_format
     t0 = time.time()
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        st = load_student(a.student, 'tiny', device='cpu')
+    st = load_tiny_student(a.student, device='cpu', quiet=True)
     fmt = pixel_format(st)
     train_ps = (load_prompts('physics', 'train') * 8)[:a.prompts]
     eval_ps = load_prompts('physics', 'eval')

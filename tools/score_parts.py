@@ -14,7 +14,8 @@ import argparse
 import re
 
 import numpy as np
-import torch
+
+from _cli import load_tiny_student, parse_student_specs, setup_threads
 
 GENERAL_PARTS = ('shape_ok', 'temporal_flickering_norm', 'motion_smoothness_norm', 'dynamic', 'motion_score', 'prompt_score')
 GENERAL_WEIGHTS = (1.0, 1.0, 1.0, 0.5, 1.0, 1.0)     # general_report's weights, in GENERAL_PARTS' order
@@ -78,16 +79,15 @@ def main(argv=None):
     ap.add_argument('--n', type=int, default=32, help="eval prompts per domain")
     ap.add_argument('--threads', type=int, default=2)
     a = ap.parse_args(argv)
-    torch.set_num_threads(a.threads)
+    setup_threads(a.threads)
     from afd_nb.evaluate import evaluate_clips, sample_clips
-    from afd_nb.student import load_student
     from afd_nb.teachers import load_prompts
     prompts = load_prompts('general', 'eval')[:a.n] + load_prompts('physics', 'eval')[:a.n]
     clips = world_clips(prompts, a.seed)
     summarize('world (teacher, true law)', evaluate_clips(clips, prompts).reports, clips, prompts)
-    for spec in a.students or ['causal_forcing', 'self_forcing']:
-        name, _, folder = spec.partition(':')
-        clips = sample_clips(load_student(name, checkpoint=folder or None), prompts, seed=a.seed, progress=False)
+    specs = a.students or ['causal_forcing', 'self_forcing']
+    for spec, (name, folder) in zip(specs, parse_student_specs(specs)):
+        clips = sample_clips(load_tiny_student(name, folder), prompts, seed=a.seed, progress=False)
         summarize(spec, evaluate_clips(clips, prompts).reports, clips, prompts)
 
 

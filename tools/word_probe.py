@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from afd_nb.world import COLORS, DIRECTIONS, PLACES, prompt_text
+from _cli import load_tiny_student, setup_threads, student_args
 
 CLASSES = ('colour', 'direction', 'place', 'speed', 'size', 'scenario')
 
@@ -106,16 +107,13 @@ def probe(st, n: int = 24, seed: int = 0, data: int = 0) -> list[dict]:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    ap.add_argument('--student', default='causal_forcing')
-    ap.add_argument('--checkpoint', default=None, help='a student folder (default: the shipped student)')
+    student_args(ap, threads=0)
     ap.add_argument('--n', type=int, default=24, help='prompt pairs per word class')
     ap.add_argument('--seed', type=int, default=0)
-    ap.add_argument('--threads', type=int, default=0)
     ap.add_argument('--data', type=int, default=0, help="renders per prompt for the exact posterior-mean column (0: off)")
     a = ap.parse_args()
-    if a.threads: torch.set_num_threads(a.threads)
-    from afd_nb.student import load_student
-    st = load_student(a.student, 'tiny', checkpoint=a.checkpoint, device='cpu')
+    setup_threads(a.threads)
+    st = load_tiny_student(a.student, a.checkpoint, device='cpu')
     print(f"{st}\ntext encoder: attribute tokens {'yes' if st.text.attributes is not None else 'no'}; {a.n} pairs per class")
     extra = ' exact posterior mean / colour\'s |' if a.data else ''
     print(f"| word class | encoder output | first step (x̂0, σ 1) | rollout | first step / colour's |{extra}\n|---|---|---|---|---|"
