@@ -152,7 +152,7 @@ class TrainConfig:
         "Optimizer steps of the student per iteration: `ceil(batch_size / minibatch_size)`."
         return -(-self.batch_size // (self.minibatch_size or self.batch_size))
 
-# %% ../nbs/29_trainer.ipynb #9257063c
+# %% ../nbs/29_trainer.ipynb #c4843e0d
 JOB_ONLY = ('student', 'size', 'checkpoint', 'teacher', 'discriminator', 'eval_prompts', 'eval_repeats', 'n_clips',
             'max_minutes', 'threads', 'out_dir')   # the job's own settings, not the training's
 JOB_RENAMED = {'eval_prompts_periodic': 'eval_prompts'}   # the job's name -> TrainConfig's (the job's `eval_prompts` is its before/after set)
