@@ -1,6 +1,6 @@
 """The inspectors in a real browser: JupyterLab on 127.0.0.1 driven by Debian's headless Chromium (selenium).
 
-Each demo notebook (`31_advantage`: the advantage inspector, `32_nft`: the noised-state inspector) is opened in
+Each demo notebook (`32_advantage`: the advantage inspector, `33_nft`: the noised-state inspector) is opened in
 JupyterLab and run with Run > Run All Cells. The test then checks that the inspector's slider renders, that moving it
 changes the figure the widget shows, and that no cell shows an error. Screenshots go to `runs/browser/`.
 Chromium and chromedriver come from Debian (`apt-get install chromium chromium-driver`; `.ci/run` installs them);
@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT/'runs'/'browser'
 CHROMIUM, CHROMEDRIVER = '/usr/bin/chromium', '/usr/bin/chromedriver'
 # the inspector demos: notebook -> the slider's description
-DEMOS = {'31_advantage.ipynb': 'rank', '32_nft.ipynb': 't'}
+DEMOS = {'32_advantage.ipynb': 'rank', '33_nft.ipynb': 't'}
 ACTIVE = '.jp-NotebookPanel:not(.lm-mod-hidden) '   # CSS: inside the notebook tab on show
 
 
