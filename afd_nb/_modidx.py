@@ -561,6 +561,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'afd_nb.trainer.conform_videos': ('trainer.html#conform_videos', 'afd_nb/trainer.py'),
                                 'afd_nb.trainer.disc_parameters': ('trainer.html#disc_parameters', 'afd_nb/trainer.py'),
                                 'afd_nb.trainer.disc_state': ('trainer.html#disc_state', 'afd_nb/trainer.py'),
+                                'afd_nb.trainer.job_params': ('trainer.html#job_params', 'afd_nb/trainer.py'),
                                 'afd_nb.trainer.load_disc_state': ('trainer.html#load_disc_state', 'afd_nb/trainer.py'),
                                 'afd_nb.trainer.pixel_format': ('trainer.html#pixel_format', 'afd_nb/trainer.py'),
                                 'afd_nb.trainer.teacher_prompts': ('trainer.html#teacher_prompts', 'afd_nb/trainer.py')},

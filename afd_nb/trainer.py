@@ -29,8 +29,8 @@ from .baselines import FakeScore
 
 # %% auto #0
 __all__ = ['METHODS', 'T_DISTS', 'LOSS_SPACES', 'D_LOSSES', 'REWARDS', 'RESUMABLE', 'JOB_ONLY', 'JOB_RENAMED', 'JOB_NONE',
-           'TrainConfig', 'pixel_format', 'conform_videos', 'teacher_prompts', 'TeacherClips', 'disc_parameters',
-           'disc_state', 'load_disc_state', 'Trainer']
+           'TrainConfig', 'job_params', 'pixel_format', 'conform_videos', 'teacher_prompts', 'TeacherClips',
+           'disc_parameters', 'disc_state', 'load_disc_state', 'Trainer']
 
 # %% ../nbs/37_trainer.ipynb #334b1f19
 METHODS = ('afd', 'sft', 'gan', 'dmd')   # AFD and the paper's baselines (METHOD.md; gan, dmd: afd_nb.baselines)
@@ -171,7 +171,14 @@ def from_job(cls: TrainConfig, params: dict) -> TrainConfig:
     if unknown:
         valid = sorted((fields - set(JOB_RENAMED.values())) | set(JOB_RENAMED) | set(JOB_ONLY))
         raise ValueError(f"unknown parameter(s) {', '.join(unknown)}; valid parameters: {', '.join(valid)}")
-    return cls(**kw).validate()
+    try: return cls(**kw).validate()
+    except ValueError as e:   # the block spells None as 0 or -1
+        raise ValueError(f"{e}\n  (in the job's parameters None is written " + ", ".join(f"{k}={v}" for k, v in JOB_NONE.items()) + ")") from None
+
+def job_params(ns: dict) -> dict:
+    "The job's parameters found in namespace `ns` (the job notebook's globals): every name `from_job` knows, in a fixed order."
+    names = dict.fromkeys((*JOB_ONLY, *JOB_RENAMED, *(f.name for f in dataclasses.fields(TrainConfig))))
+    return {k: ns[k] for k in names if k in ns}
 
 # %% ../nbs/37_trainer.ipynb #6b740cac
 def pixel_format(student) -> dict:
@@ -345,3 +352,6 @@ def _periodic_eval(self: Trainer) -> None:
 # %% ../nbs/37_trainer.ipynb #57b87b55
 Trainer.save, Trainer._check_resumable, Trainer.resume = save_training, check_resumable, resume_training
 
+
+# %% ../nbs/37_trainer.ipynb #8caf89e0
+import afd_nb.train   # noqa: E402 (last: afd_nb.train imports this module's names)

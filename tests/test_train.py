@@ -511,14 +511,15 @@ def test_teacher_rerender_redraws_the_teacher_clips_with_the_reference_student(c
 
 
 def test_the_job_parameter_block_is_the_config_source():
-    "Every parameter of nbs/train_afd.ipynb's block is a TrainConfig field or one of the job's own; the config equals the block."
+    "Every parameter of nbs/train_afd.ipynb's block is a name job_params knows; the config built from it equals the block."
     import pathlib
-    from afd_nb.trainer import JOB_ONLY, JOB_NONE, JOB_RENAMED
+    from afd_nb.trainer import JOB_ONLY, JOB_NONE, JOB_RENAMED, job_params
     nb = json.loads((pathlib.Path(__file__).parents[1]/'nbs'/'train_afd.ipynb').read_text())
     cell = next(c for c in nb['cells'] if 'parameters' in c.get('metadata', {}).get('tags', []))
     block = {}
     exec(''.join(cell['source']), block)
     block = {k: v for k, v in block.items() if not k.startswith('_')}
+    assert job_params(dict(block, Path=None, np=None)) == block   # nothing in the block is left out, nothing else taken
     block.update(teacher_rerender=0.625, inspect_every=40)   # the job resolves their automatic -1 before building the config
     cfg = TrainConfig.from_job(block).to_dict()
     for k, v in block.items():

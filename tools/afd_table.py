@@ -84,6 +84,23 @@ def table(out: Path, students, methods, seeds) -> str:
     return '\n'.join(rows)
 
 
+def criterion(out: Path, students, seeds, method: str = 'afd', gain: float = 0.15, n_se: float = 3.0, general: float = 0.02) -> str:
+    """Issue 27's headline check, run by run: Δ law_ok >= `gain` and >= `n_se` paired SE, |Δ general_score| <= `general`."""
+    lines = []
+    for s in students:
+        for k in seeds:
+            p = out/f'{s}_{method}_s{k}'/'summary.json'
+            d = json.loads(p.read_text()) if p.exists() else {}
+            if 'law_ok' not in d.get('delta_paired', {}): continue   # unfinished, or a summary older than delta_paired's law_ok
+            dl, dg = d['delta_paired']['law_ok'], d['delta_paired']['general_score']['mean']
+            ok = dl['mean'] >= gain and dl['mean'] >= n_se * dl['se'] and abs(dg) <= general
+            z = f"{dl['mean'] / dl['se']:.1f} SE" if dl['se'] > 0 else "SE 0"
+            lines.append(f"{s} {method} s{k}: Δ law_ok {dl['mean']:+.3f} = {z}, Δ general {dg:+.3f}, "
+                         f"{d['wall_time_s'] / 60:.1f} min ({d['threads']} threads) -> {'meets' if ok else 'misses'} "
+                         f"(>= {gain}, >= {n_se:g} SE, |Δ general| <= {general})")
+    return '\n'.join(lines)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--students', nargs='+', default=['causal_forcing', 'self_forcing'])
@@ -108,6 +125,7 @@ def main(argv=None):
     md = table(a.out, a.students, a.methods, a.seeds)
     print(md)
     if a.markdown: a.markdown.write_text(md + '\n')
+    if 'afd' in a.methods: print(criterion(a.out, a.students, a.seeds))
 
 
 if __name__ == '__main__':

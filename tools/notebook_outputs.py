@@ -44,7 +44,7 @@ def run(paths: list[Path]) -> int:
             failed.append(p.name); continue   # a failing notebook keeps its old outputs and its old hash
         subprocess.check_call(['nbdev-clean', '--fname', str(p)], cwd=ROOT)
         lock[p.name] = code_hash(p)
-    LOCK.write_text(json.dumps(dict(sorted(lock.items())), indent=1) + '\n')
+        LOCK.write_text(json.dumps(dict(sorted(lock.items())), indent=1) + '\n')   # after each: a stop keeps what was written
     if failed: print(f"FAILED (outputs not written): {', '.join(failed)}")
     return 1 if failed else 0
 
