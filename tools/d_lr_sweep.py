@@ -7,8 +7,10 @@ Runs the main job (`nbs/train_afd.ipynb`, every other parameter its default) at 
 the default 5e-4 with `--default-seeds` (0 1 2); 0 keeps D at its initial weights (the paper's "stale" regime). A run
 whose summary.json exists is not redone. The figure plots each run's paired Δ law_ok (± its SE) and its D's training
 accuracy (the mean `d_acc` of its last 20 iterations, a twin axis), and labels each d_lr with the paper's regime the
-run shows, by these rules: 0 is stale; accuracy ≥ 0.95 is saturated; Δ law_ok ≥ one SE above 0 is informative;
-Δ law_ok ≥ one SE below 0, or general_score down by more than 0.02, is suppressing; anything else is flat.
+run shows, by these rules, in order: 0 is stale; Δ law_ok at least one SE below 0, or general_score down by more than
+0.02, is suppressing; Δ law_ok at least one SE above 0 is informative; otherwise saturated where D's accuracy is
+≥ 0.95, else flat. The outcome comes first because the weights (E7) are normalised per batch: a D that wins every
+pair still ranks the rollouts, so its accuracy alone does not say its signal is gone.
 """
 from __future__ import annotations
 import argparse, json, subprocess, time
@@ -44,11 +46,11 @@ def point(folder: Path) -> dict | None:
 
 
 def regime(p: dict) -> str:
+    "The paper's regime a run shows, by its outcome first: (E7)'s normalised advantages keep a confident D's ranking."
     if p['d_lr'] == 0: return 'stale'
-    if p['acc'] >= 0.95: return 'saturated'
     if p['dlaw'] <= -p['se'] or p['dgen'] < -0.02: return 'suppressing'
     if p['dlaw'] >= p['se']: return 'informative'
-    return 'flat'
+    return 'saturated' if p['acc'] >= 0.95 else 'flat'
 
 
 def plot(points: list[dict], out: Path, student: str) -> None:
