@@ -353,5 +353,5 @@ def _periodic_eval(self: Trainer) -> None:
 Trainer.save, Trainer._check_resumable, Trainer.resume = save_training, check_resumable, resume_training
 
 
-# %% ../nbs/37_trainer.ipynb #8caf89e0
+# %% ../nbs/37_trainer.ipynb #18909097
 import afd_nb.train   # noqa: E402 (last: afd_nb.train imports this module's names)
