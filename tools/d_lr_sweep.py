@@ -73,7 +73,7 @@ def plot(points: list[dict], out: Path, student: str) -> None:
     ax.set_xticks(range(len(lrs)), [f'{lr:g}' for lr in lrs]); ax.set_xlabel('discriminator learning rate d_lr')
     ax.set_ylabel('Δ law_ok (paired, ± SE)', color='C0'); ax2.set_ylabel("D's training accuracy (last 20 it.)", color='C3')
     ax2.set_ylim(0.4, 1.02)
-    ax.set_title(f"{student}: the discriminator's learning rate (regime labels: tools/d_lr_sweep.py)")
+    ax.set_title(f"{student}: the discriminator's learning rate")
     fig.tight_layout(); fig.savefig(out/f'd_lr_sweep_{student}.png', dpi=90)
 
 
