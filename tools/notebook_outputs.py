@@ -1,7 +1,7 @@
 """The numbered notebooks keep their outputs (figures, tables, printed checks), so that they read as documents on a
 code host. This writes them and checks that they are current.
 
-    python tools/notebook_outputs.py run              # execute every numbered notebook, keep its outputs (~10 min, 2 cores)
+    python tools/notebook_outputs.py run              # execute every numbered notebook, keep its outputs (~7 min here, one at a time)
     python tools/notebook_outputs.py run nbs/02_theory.ipynb   # just one
     python tools/notebook_outputs.py check            # CI: fail when a notebook's code changed after its outputs were written
 
